@@ -1,0 +1,271 @@
+"""The network being built: an INetworkDefinition plus what netdef knows about it.
+
+`Network` is the "net guard" of TensorRT-LLM: while it is active (a `with` block,
+entered by `netdef.trace`), every functional op adds its layers to it. It names
+each layer after the module path that produced it, keeps weight arrays alive
+until the build ends (TensorRT keeps only pointers), and turns TensorRT's logged
+errors into exceptions that name the module and the user's line.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from netdef import backend, dtypes
+from netdef.errors import TraceError, user_frame
+
+_ACTIVE: contextvars.ContextVar["Network | None"] = contextvars.ContextVar("netdef_network", default=None)
+
+DimSpec = tuple  # (name | None, min, opt, max)
+
+
+def _parse_dim(d: Any, where: str) -> DimSpec:
+    if isinstance(d, (int, np.integer)) and not isinstance(d, bool):
+        if d < 0:
+            raise ValueError(f"{where}: a static dimension must be >= 0, got {d}")
+        return (None, int(d), int(d), int(d))
+    if isinstance(d, (tuple, list)):
+        dname, rest = (d[0], d[1:]) if d and isinstance(d[0], str) else (None, d)
+        if len(rest) == 3 and all(isinstance(v, (int, np.integer)) for v in rest):
+            lo, opt, hi = (int(v) for v in rest)
+            if not 0 <= lo <= opt <= hi:
+                raise ValueError(f"{where}: dynamic dimension {tuple(d)} needs 0 <= min <= opt <= max")
+            return (dname, lo, opt, hi)
+    raise ValueError(f"{where}: a dimension is an int, (min, opt, max) or (name, min, opt, max); got {d!r}")
+
+
+@dataclass(frozen=True)
+class Input:
+    """A network input: name, shape (ints or dynamic ranges) and dtype."""
+
+    name: str
+    shape: tuple
+    dtype: str = "float32"
+    dims: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(self.shape))
+        object.__setattr__(self, "dtype", dtypes.name(self.dtype))
+        where = f"Input {self.name!r}"
+        object.__setattr__(self, "dims", tuple(_parse_dim(d, where) for d in self.shape))
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(lo != hi for _, lo, _, hi in self.dims)
+
+    @property
+    def trt_shape(self) -> tuple[int, ...]:
+        return tuple(-1 if lo != hi else lo for _, lo, _, hi in self.dims)
+
+    @property
+    def min_shape(self) -> tuple[int, ...]:
+        return tuple(d[1] for d in self.dims)
+
+    @property
+    def opt_shape(self) -> tuple[int, ...]:
+        return tuple(d[2] for d in self.dims)
+
+    @property
+    def max_shape(self) -> tuple[int, ...]:
+        return tuple(d[3] for d in self.dims)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.trt_shape),
+                "min": list(self.min_shape), "opt": list(self.opt_shape), "max": list(self.max_shape),
+                "dim_names": [d[0] for d in self.dims]}
+
+
+def check_shared_dims(inputs: Sequence[Input]) -> None:
+    """Inputs that share a named dimension must agree on its range."""
+    seen: dict[str, tuple[str, DimSpec]] = {}
+    for inp in inputs:
+        for d in inp.dims:
+            if d[0] is None:
+                continue
+            if d[0] in seen and seen[d[0]][1][1:] != d[1:]:
+                other = seen[d[0]][0]
+                raise ValueError(f"dimension {d[0]!r} is {seen[d[0]][1][1:]} in input {other!r} "
+                                 f"but {d[1:]} in input {inp.name!r}")
+            seen.setdefault(d[0], (inp.name, d))
+
+
+class Network:
+    """An INetworkDefinition under construction, with module-path bookkeeping."""
+
+    def __init__(self, name: str = "network", dtype: str = "float32") -> None:
+        t = backend.trt()
+        self.name = name
+        self.dtype = dtypes.name(dtype)  # compute dtype for floating-point weights and activations
+        self.builder = backend.builder()
+        flag = 1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        self.network = self.builder.create_network(flag)
+        self.network.name = name
+        self.inputs: list[Input] = []
+        self.outputs: list[str] = []
+        # module path -> one list of output tensor names per call, in call order
+        self.module_outputs: dict[str, list[list[str]]] = {}
+        # module path -> names of the layers created directly in it
+        self.module_layers: dict[str, list[str]] = {}
+        # module path -> dtype override for that subtree
+        self.dtype_overrides: dict[str, str] = {}
+        self._keepalive: list[Any] = []
+        self._scope: list[str] = []
+        self._used_names: set[str] = set()
+        self._producer: dict[str, Any] = {}
+        self._token: contextvars.Token | None = None
+        self._digest = hashlib.sha256()
+
+    # ---- activation -------------------------------------------------------
+    def __enter__(self) -> "Network":
+        self._token = _ACTIVE.set(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _ACTIVE.reset(self._token)
+        self._token = None
+
+    # ---- scopes and names --------------------------------------------------
+    @property
+    def scope(self) -> str:
+        """Module path of the module currently being traced ('' at top level)."""
+        return self._scope[-1] if self._scope else ""
+
+    @contextlib.contextmanager
+    def module_scope(self, path: str) -> Iterator[None]:
+        self._scope.append(path)
+        try:
+            yield
+        finally:
+            self._scope.pop()
+
+    def unique_name(self, base: str, sep: str = "_") -> str:
+        name, i = base, 0
+        while name in self._used_names:
+            i += 1
+            name = f"{base}{sep}{i}"
+        self._used_names.add(name)
+        return name
+
+    def _name_outputs(self, layer: Any) -> None:
+        n = layer.num_outputs
+        for i in range(n):
+            out = layer.get_output(i)
+            out.name = layer.name if n == 1 else f"{layer.name}:{i}"
+            self._producer[out.name] = layer
+
+    def add(self, layer: Any, op: str) -> Any:
+        """Register a freshly added layer: check for errors, name it and its outputs."""
+        errors = backend.logger().take_errors()
+        if layer is None or errors:
+            self.fail(f"TensorRT rejected the {op} layer", errors)
+        scope = self.scope
+        layer.name = self.unique_name(f"{scope}/{op}" if scope else op)
+        self.module_layers.setdefault(scope, []).append(layer.name)
+        self._name_outputs(layer)
+        try:
+            for i in range(layer.num_outputs):
+                _ = layer.get_output(i).shape  # forces shape inference, so errors surface here
+        except RuntimeError as exc:
+            errors = backend.logger().take_errors() or [str(exc)]
+        else:
+            errors = backend.logger().take_errors()
+        if errors:
+            self.fail(f"TensorRT rejected the {op} layer", errors)
+        return layer
+
+    def fail(self, what: str, details: Sequence[str] = (), exc: type[Exception] = TraceError):
+        where = f"in module '{self.scope}'" if self.scope else "at top level"
+        msg = f"{what} {where}\n  at {user_frame()}"
+        if details:
+            msg += "\n  TensorRT: " + "\n  TensorRT: ".join(details)
+        raise exc(msg)
+
+    def finish_module(self, path: str, outputs: Sequence[Any]) -> None:
+        """Name the layer that produced each module output after the module path."""
+        names = []
+        input_names = {i.name for i in self.inputs}
+        for t in outputs:
+            tname = t.trt.name
+            layer = self._producer.get(tname)
+            if (layer is not None and tname not in input_names and layer.num_outputs == 1
+                    and layer.name.startswith(path + "/")):
+                old = layer.name
+                self._used_names.discard(old)
+                layer.name = self.unique_name(path, sep="#")
+                layers = self.module_layers[path]
+                layers[layers.index(old)] = layer.name
+                del self._producer[tname]
+                self._name_outputs(layer)
+                tname = layer.get_output(0).name
+            names.append(tname)
+        self.module_outputs.setdefault(path, []).append(names)
+
+    # ---- weights ----------------------------------------------------------
+    def keep(self, array: np.ndarray) -> np.ndarray:
+        """Keep `array` alive until the build ends and fold it into the weights digest."""
+        array = np.ascontiguousarray(array)
+        self._keepalive.append(array)
+        self._digest.update(memoryview(array.reshape(-1).view(np.uint8)))
+        return array
+
+    def weights(self, array: np.ndarray, dtype: Any = None):
+        """trt.Weights over `array` (cast to `dtype`), valid for the network's lifetime."""
+        t = backend.trt()
+        if dtype is not None and np.dtype(array.dtype) != dtypes.to_numpy(dtype):
+            array = np.asarray(array).astype(dtypes.to_numpy(dtype))
+        array = self.keep(array)
+        if array.size == 0:
+            return t.Weights(dtypes.to_trt(array.dtype))
+        return t.Weights(dtypes.to_trt(array.dtype), array.ctypes.data, array.size)
+
+    @property
+    def weights_digest(self) -> str:
+        return self._digest.hexdigest()
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(a.nbytes for a in self._keepalive)
+
+    # ---- outputs ----------------------------------------------------------
+    def mark_output(self, tensor: Any, name: str) -> None:
+        itensor = tensor.trt
+        if itensor.is_network_input or itensor.is_network_output:
+            from netdef import functional as F
+
+            itensor = F.identity(tensor).trt
+        old = itensor.name
+        itensor.name = name
+        if old in self._producer:
+            self._producer[name] = self._producer.pop(old)
+        for calls in self.module_outputs.values():
+            for call in calls:
+                call[:] = [name if n == old else n for n in call]
+        self.network.mark_output(itensor)
+        self.outputs.append(name)
+
+    # ---- reading back -------------------------------------------------------
+    @property
+    def layers(self) -> list[Any]:
+        return [self.network.get_layer(i) for i in range(self.network.num_layers)]
+
+    def __repr__(self) -> str:
+        return (f"Network({self.name!r}, dtype={self.dtype}, layers={self.network.num_layers}, "
+                f"inputs={[i.name for i in self.inputs]}, outputs={self.outputs})")
+
+
+def current() -> Network:
+    """The active Network; ops outside `netdef.trace` get a clear error."""
+    net = _ACTIVE.get()
+    if net is None:
+        raise TraceError("netdef ops build TensorRT layers and must run inside netdef.trace(...) "
+                         f"(or `with netdef.Network() as net:`)\n  at {user_frame()}")
+    return net
+
+
+def active() -> Network | None:
+    return _ACTIVE.get()

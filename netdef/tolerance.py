@@ -1,0 +1,73 @@
+"""Default tolerances by dtype, and the error statistics every comparison reports.
+
+One table serves tests, `netdef.compare` and the CLI, so "passes" means the same everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# dtype -> (atol, rtol); a value passes when |a - b| <= atol + rtol * |b|
+DEFAULT: dict[str, tuple[float, float]] = {
+    "float32": (1e-4, 1e-4),
+    "float16": (1e-2, 1e-2),
+    "bfloat16": (6e-2, 6e-2),
+    "float8_e4m3fn": (2.5e-1, 2.5e-1),
+    "int8": (2.5e-1, 2.5e-1),
+}
+
+
+def for_dtype(dtype: str) -> tuple[float, float]:
+    return DEFAULT.get(dtype, (0.0, 0.0))
+
+
+@dataclass
+class Stats:
+    max_abs: float
+    max_rel: float
+    cosine: float
+    atol: float
+    rtol: float
+    passed: bool
+    # smallest atol that would pass at this rtol (Polygraphy-style hint)
+    needed_atol: float
+
+    def __str__(self) -> str:
+        return (f"max|a-b|={self.max_abs:.3g} max_rel={self.max_rel:.3g} cos={self.cosine:.6f} "
+                f"(atol={self.atol:g}, rtol={self.rtol:g}: {'ok' if self.passed else 'FAIL'})")
+
+
+def _f64(x: Any) -> np.ndarray:
+    if type(x).__module__.startswith("torch"):
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def compare_arrays(actual: Any, expected: Any, atol: float, rtol: float) -> Stats:
+    a, b = _f64(actual), _f64(expected)
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
+    if a.size == 0:
+        return Stats(0.0, 0.0, 1.0, atol, rtol, True, 0.0)
+    nan_mismatch = bool(np.any(np.isnan(a) != np.isnan(b)))
+    a0, b0 = np.nan_to_num(a), np.nan_to_num(b)
+    diff = np.abs(a0 - b0)
+    max_abs = float(diff.max())
+    max_rel = float((diff / np.maximum(np.abs(b0), 1e-12)).max())
+    na, nb = np.linalg.norm(a0), np.linalg.norm(b0)
+    cosine = float(np.dot(a0.ravel(), b0.ravel()) / (na * nb)) if na > 0 and nb > 0 else float(na == nb)
+    needed = float((diff - rtol * np.abs(b0)).max())
+    passed = not nan_mismatch and bool(np.all(diff <= atol + rtol * np.abs(b0)))
+    return Stats(max_abs, max_rel, cosine, atol, rtol, passed, max(needed, 0.0))
+
+
+def assert_close(actual: Any, expected: Any, dtype: str = "float32",
+                 atol: float | None = None, rtol: float | None = None, what: str = "") -> Stats:
+    """Raise AssertionError with the statistics when `actual` is not within tolerance."""
+    d_atol, d_rtol = for_dtype(dtype)
+    s = compare_arrays(actual, expected, d_atol if atol is None else atol, d_rtol if rtol is None else rtol)
+    if not s.passed:
+        raise AssertionError(f"{what or 'values'} differ ({dtype}): {s}; atol >= {s.needed_atol:.3g} would pass")
+    return s
