@@ -17,3 +17,6 @@ def _act(x: Tensor, kind: str, name: str, alpha: float | None = None, beta: floa
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     return _act(input, "RELU", "relu")
+
+
+__all__ = ['relu']

@@ -41,3 +41,6 @@ def conv2d(input: Tensor, weight: Any, bias: Any = None, stride: Any = 1, paddin
     else:
         layer.padding_nd = tuple_n(padding, 2)
     return out(layer, "conv")
+
+
+__all__ = ['conv2d']

@@ -53,3 +53,6 @@ def mul(input: Any, other: Any) -> Tensor:
 
 def div(input: Any, other: Any) -> Tensor:
     return _binary(input, other, trt().ElementWiseOperation.DIV, "div")
+
+
+__all__ = ['add', 'sub', 'mul', 'div', 'broadcast_rank']

@@ -14,3 +14,5 @@ class ReLU(Module):
 
     def forward(self, input: Any) -> Any:
         return F.relu(input)
+
+__all__ = ["ReLU"]

@@ -53,3 +53,5 @@ class Conv2d(_ConvNd):
 
     def forward(self, input: Any) -> Any:
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+__all__ = ["Conv2d"]

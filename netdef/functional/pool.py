@@ -1,0 +1,2 @@
+"""TODO: filled in by the op owner."""
+__all__: list[str] = []

@@ -1,0 +1,2 @@
+"""TODO: filled in by the module owner."""
+__all__: list[str] = []
