@@ -115,6 +115,7 @@ class Network:
         self.dtype_overrides: dict[str, str] = {}
         self._keepalive: list[Any] = []
         self._scope: list[str] = []
+        self._dtype_stack: list[str] = []
         self._used_names: set[str] = set()
         self._producer: dict[str, Any] = {}
         self._token: contextvars.Token | None = None
@@ -142,6 +143,23 @@ class Network:
             yield
         finally:
             self._scope.pop()
+
+    @contextlib.contextmanager
+    def compute_dtype(self, dtype: str | None) -> Iterator[None]:
+        """Within the block, floating weights and constants use `dtype` (None: unchanged)."""
+        if dtype is None:
+            yield
+            return
+        self._dtype_stack.append(self.dtype)
+        self.dtype = dtype
+        try:
+            yield
+        finally:
+            self.dtype = self._dtype_stack.pop()
+
+    def dtype_stack_outer(self) -> str:
+        """The compute dtype outside the innermost override."""
+        return self._dtype_stack[-1] if self._dtype_stack else self.dtype
 
     def unique_name(self, base: str, sep: str = "_") -> str:
         name, i = base, 0

@@ -34,6 +34,16 @@ def trace(model: Module | Callable[..., Any], *inputs: Input, dtype: Any = "floa
         net.dtype_overrides = {k: dtypes.name(v) for k, v in dtype_overrides.items()}
     caller_dtype = next((i.dtype for i in inputs if dtypes.is_floating(i.dtype)), "float32")
     out_dtype = dtypes.name(output_dtype) if output_dtype is not None else caller_dtype
+    try:
+        _trace_into(net, model, inputs, output_names, out_dtype)
+    except TraceError as exc:
+        exc.network = net  # the partial network, so compare() can still localize the fault
+        raise
+    return net
+
+
+def _trace_into(net: Network, model: Any, inputs: Sequence[Input], output_names: Sequence[str] | None,
+                out_dtype: str) -> None:
     with net:
         args = []
         for inp in inputs:
@@ -58,4 +68,3 @@ def trace(model: Module | Callable[..., Any], *inputs: Input, dtype: Any = "floa
             if dtypes.is_floating(t.dtype):
                 t = cast(t, out_dtype)
             net.mark_output(t, oname)
-    return net

@@ -278,7 +278,10 @@ class Module:
         if path is None:  # a module created outside the traced tree, e.g. inside forward()
             base = type(self).__name__.lower()
             path = f"{net.scope}.{base}" if net.scope else base
-        with net.module_scope(path):
+        override = net.dtype_overrides.get(path)
+        with net.module_scope(path), net.compute_dtype(override):
+            if override is not None:  # per-module precision: cast in, compute, cast back out
+                args = tuple(_cast_floating(a, override) for a in args)
             try:
                 result = self.forward(*args, **kwargs)
             except NetdefError:
@@ -287,6 +290,9 @@ class Module:
                 if hasattr(exc, "add_note"):
                     exc.add_note(f"while tracing module '{path}' ({type(self).__name__})")
                 raise
+            if override is not None:
+                outer = net.dtype_stack_outer()
+                result = _map_tensors(result, lambda t: _cast_floating(t, outer))
         if path:
             net.finish_module(path, list(_tensors(result)))
         return result
@@ -314,3 +320,24 @@ def _tensors(obj: Any) -> Iterator[Any]:
     elif isinstance(obj, dict):
         for o in obj.values():
             yield from _tensors(o)
+
+
+def _map_tensors(obj: Any, fn: Any) -> Any:
+    from netdef.tensor import Tensor
+
+    if isinstance(obj, Tensor):
+        return fn(obj)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tensors(o, fn) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    return obj
+
+
+def _cast_floating(obj: Any, dtype: str) -> Any:
+    from netdef.functional._core import cast
+    from netdef.tensor import Tensor
+
+    if isinstance(obj, Tensor) and dtypes.is_floating(obj.dtype):
+        return cast(obj, dtype)
+    return obj
