@@ -1,0 +1,80 @@
+"""compare() localizes planted faults in a ResNet-18 port to exactly the faulty module."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torchvision
+
+import netdef
+from helpers import randomize
+from netdef.models.resnet import resnet18
+
+
+@pytest.fixture(scope="module")
+def original():
+    torch.manual_seed(0)
+    return randomize(torchvision.models.resnet18(weights=None), seed=1)
+
+
+@pytest.fixture(scope="module")
+def x():
+    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+
+
+def port(original, **edits):
+    model = resnet18()
+    state = {k: v.clone() for k, v in original.state_dict().items()}
+    for key, fn in edits.items():
+        state[key] = fn(state[key])
+    model.load_state_dict(state)
+    return model
+
+
+def test_correct_port_passes(original, x):
+    report = netdef.compare(original, port(original), (x,))
+    assert report.ok, str(report)
+    assert report.first_failure is None
+    paths = [r.path for r in report.rows]
+    assert "layer3.1.conv2" in paths and "layer2.0.downsample.0" in paths
+    assert paths.index("layer1.0.conv1") < paths.index("layer1.0") < paths.index("fc")
+    data = json.loads(report.to_json())
+    assert data["ok"] is True and len(data["rows"]) == len(report.rows)
+
+
+def test_transposed_weight_is_found(original, x):
+    bad = port(original, **{"layer3.1.conv2.weight": lambda w: w.transpose(0, 1).contiguous()})
+    report = netdef.compare(original, bad, (x,))
+    assert not report.ok
+    assert report.first_failure.path == "layer3.1.conv2"
+    assert "first divergent module: layer3.1.conv2" in str(report)
+    # every module before it still matches
+    first = report.rows.index(report.first_failure)
+    assert all(r.passed for r in report.rows[:first])
+
+
+def test_wrong_padding_is_found(original, x):
+    bad = port(original)
+    bad.layer2[0].downsample[0].padding = (1, 1)
+    report = netdef.compare(original, bad, (x,))
+    assert not report.ok
+    assert report.first_failure.path == "layer2.0.downsample.0"
+    assert report.first_failure.status == "shape"
+
+
+def test_float16_drift_is_within_float16_tolerance(original, x):
+    report = netdef.compare(original, port(original), (x,), dtype="float16")
+    assert report.ok, str(report)
+    worst = max(r.stats.max_abs for r in report.rows if r.stats)
+    assert 0 < worst  # fp16 really differs from the fp32 original ...
+    strict = netdef.compare(original, port(original), (x,), dtype="float16", atol=1e-6, rtol=1e-6)
+    assert not strict.ok  # ... and a float32 tolerance would catch it
+    assert strict.first_failure.stats.needed_atol > 1e-6
+
+
+def test_per_module_tolerance_override(original, x):
+    bad = port(original, **{"fc.weight": lambda w: w * 1.001})
+    assert netdef.compare(original, bad, (x,)).first_failure.path == "fc"
+    loose = netdef.compare(original, bad, (x,), tolerances={"fc": (1.0, 1.0), "": (1.0, 1.0)})
+    assert loose.ok, str(loose)
