@@ -1,2 +1,59 @@
-"""TODO: filled in by the op owner."""
-__all__: list[str] = []
+"""matmul and linear with torch's semantics (1-D operands, batch broadcasting)."""
+from __future__ import annotations
+
+from functools import reduce
+from typing import Any
+
+import numpy as np
+
+from netdef import network
+from netdef.functional._core import cast, constant, out, to_tensor, trt
+from netdef.functional.elementwise import add, broadcast_rank, promote_types
+from netdef.tensor import Tensor
+
+
+def _matmul(a: Tensor, b: Tensor, transpose_b: bool, op: str) -> Tensor:
+    """One matrix-multiply layer; a 1-D operand is a VECTOR, so no reshapes are needed.
+
+    TensorRT wants the batch dims of both operands at equal rank, a vector counting one less.
+    """
+    net = network.current()
+    if a.ndim == 0 or b.ndim == 0:
+        net.fail(f"{op}: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+    M = trt().MatrixOperation
+    op_a = M.VECTOR if a.ndim == 1 else M.NONE
+    op_b = M.VECTOR if b.ndim == 1 else (M.TRANSPOSE if transpose_b else M.NONE)
+    batch = max(a.ndim - 2 if a.ndim > 1 else 0, b.ndim - 2 if b.ndim > 1 else 0)
+    if a.ndim > 1 or b.ndim > 1:
+        a = broadcast_rank(a, batch + (1 if a.ndim == 1 else 2))
+        b = broadcast_rank(b, batch + (1 if b.ndim == 1 else 2))
+    return out(net.network.add_matrix_multiply(a.trt, op_a, b.trt, op_b), op)
+
+
+def matmul(input: Any, other: Any) -> Tensor:
+    a, b = (to_tensor(v) for v in (input, other))
+    dtype = reduce(promote_types, (a.dtype, b.dtype))
+    return _matmul(cast(a, dtype), cast(b, dtype), False, "matmul")
+
+
+def linear(input: Tensor, weight: Any, bias: Any = None) -> Tensor:
+    """input @ weight.T + bias; constant weights are stored in the input's dtype.
+
+    The bias add, when present, is the last layer, so a module's name lands on it.
+    """
+    batch = (1,) * max(input.ndim - 2, 0)
+    if isinstance(weight, Tensor):
+        w = cast(weight, input.dtype)
+    else:
+        arr = np.asarray(weight.data if hasattr(weight, "data") else weight)
+        w = constant(arr.reshape(batch + arr.shape), input.dtype, op="weight")
+    y = _matmul(input, w, True, "matmul")
+    if bias is None:
+        return y
+    if not isinstance(bias, Tensor):
+        arr = np.asarray(bias.data if hasattr(bias, "data") else bias)
+        bias = constant(arr.reshape((1,) * (y.ndim - 1) + arr.shape), input.dtype, op="bias")
+    return add(y, bias)
+
+
+__all__ = ["matmul", "linear"]
