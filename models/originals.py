@@ -35,3 +35,93 @@ class LeNet5(nn.Module):
         x = self.relu3(self.fc1(x))
         x = self.relu4(self.fc2(x))
         return self.fc3(x)
+
+
+# ---- YOLOv5-style backbone + neck (Ultralytics v6.0 layout, module names as Ultralytics') ----
+
+def _autopad(k: int, p: int | None = None) -> int:
+    return k // 2 if p is None else p
+
+
+class Conv(nn.Module):
+    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, k, s, _autopad(k, p), groups=g, bias=False)
+        self.bn = nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c_, c2, 3, 1, g=g)
+        self.add = shortcut and c1 == c2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.cv2(self.cv1(x)) if self.add else self.cv2(self.cv1(x))
+
+
+class C3(nn.Module):
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c1, c_, 1, 1)
+        self.cv3 = Conv(2 * c_, c2, 1)
+        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0) for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
+
+
+class SPPF(nn.Module):
+    def __init__(self, c1: int, c2: int, k: int = 5) -> None:
+        super().__init__()
+        c_ = c1 // 2
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c_ * 4, c2, 1, 1)
+        self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.cv1(x)
+        y1 = self.m(x)
+        y2 = self.m(y1)
+        return self.cv2(torch.cat((x, y1, y2, self.m(y2)), 1))
+
+
+class Concat(nn.Module):
+    def __init__(self, dimension: int = 1) -> None:
+        super().__init__()
+        self.d = dimension
+
+    def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(x, self.d)
+
+
+class YOLOv5(nn.Module):
+    """Backbone + neck from the layer table in netdef.models.yolov5; returns (P3, P4, P5)."""
+
+    def __init__(self, depth_multiple: float = 0.33, width_multiple: float = 0.25, in_channels: int = 3) -> None:
+        from netdef.models.yolov5 import OUTPUTS, scaled_layers
+
+        super().__init__()
+        specs = scaled_layers(depth_multiple, width_multiple, in_channels)
+        kinds = {"Conv": Conv, "C3": C3, "SPPF": SPPF, "Concat": Concat}
+        self.sources = [s.source for s in specs]
+        self.outputs = OUTPUTS
+        self.model = nn.Sequential(*(nn.Upsample(scale_factor=2, mode="nearest") if s.kind == "Upsample"
+                                     else kinds[s.kind](*s.args) for s in specs))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y: list[torch.Tensor] = []
+        for src, m in zip(self.sources, self.model):
+            if src != -1:
+                x = [x if j == -1 else y[j] for j in src]
+            x = m(x)
+            y.append(x)
+        return tuple(y[i] for i in self.outputs)

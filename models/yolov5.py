@@ -1,0 +1,184 @@
+"""A YOLOv5-style backbone + PAN neck (v6.0 layout) returning the P3, P4, P5 feature maps.
+
+Module paths follow Ultralytics' naming (model.N.cv1.conv.weight, model.N.m.0.cv2.bn.*), so a
+YOLOv5 detector's state_dict without the Detect head (model.24) loads unchanged. The layer
+table below is the single description of the architecture; the torch original in
+`netdef.models.originals` builds itself from the same table.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from netdef import functional as F
+from netdef import nn
+
+# (from, repeats, kind, args) at width/depth 1.0, as in Ultralytics' yolov5*.yaml without Detect;
+# Conv args: (out_channels, kernel, stride[, padding]); C3: (out_channels[, shortcut]); SPPF: (out_channels, k)
+LAYERS: list[tuple[Any, int, str, tuple]] = [
+    (-1, 1, "Conv", (64, 6, 2, 2)),  # 0  P1/2
+    (-1, 1, "Conv", (128, 3, 2)),  # 1  P2/4
+    (-1, 3, "C3", (128,)),  # 2
+    (-1, 1, "Conv", (256, 3, 2)),  # 3  P3/8
+    (-1, 6, "C3", (256,)),  # 4
+    (-1, 1, "Conv", (512, 3, 2)),  # 5  P4/16
+    (-1, 9, "C3", (512,)),  # 6
+    (-1, 1, "Conv", (1024, 3, 2)),  # 7  P5/32
+    (-1, 3, "C3", (1024,)),  # 8
+    (-1, 1, "SPPF", (1024, 5)),  # 9
+    (-1, 1, "Conv", (512, 1, 1)),  # 10
+    (-1, 1, "Upsample", ()),  # 11
+    ((-1, 6), 1, "Concat", ()),  # 12 cat backbone P4
+    (-1, 3, "C3", (512, False)),  # 13
+    (-1, 1, "Conv", (256, 1, 1)),  # 14
+    (-1, 1, "Upsample", ()),  # 15
+    ((-1, 4), 1, "Concat", ()),  # 16 cat backbone P3
+    (-1, 3, "C3", (256, False)),  # 17 P3/8 out
+    (-1, 1, "Conv", (256, 3, 2)),  # 18
+    ((-1, 14), 1, "Concat", ()),  # 19 cat head P4
+    (-1, 3, "C3", (512, False)),  # 20 P4/16 out
+    (-1, 1, "Conv", (512, 3, 2)),  # 21
+    ((-1, 10), 1, "Concat", ()),  # 22 cat head P5
+    (-1, 3, "C3", (1024, False)),  # 23 P5/32 out
+]
+OUTPUTS = (17, 20, 23)
+
+
+class LayerSpec(NamedTuple):
+    source: Any  # -1 (previous layer) or a tuple of layer indices (-1 = previous)
+    kind: str
+    args: tuple  # constructor arguments with channels and repeats already scaled
+
+
+def make_divisible(x: float, divisor: int = 8) -> int:
+    return math.ceil(x / divisor) * divisor
+
+
+def scaled_layers(depth_multiple: float = 0.33, width_multiple: float = 0.25,
+                  in_channels: int = 3) -> list[LayerSpec]:
+    """Ultralytics' parse_model: scale repeats and channels; the defaults are YOLOv5n's."""
+    ch: list[int] = []
+    specs = []
+    for i, (src, n, kind, args) in enumerate(LAYERS):
+        prev = ch[-1] if ch else in_channels
+        n = max(round(n * depth_multiple), 1) if n > 1 else n
+        if kind in ("Conv", "C3", "SPPF"):
+            c2 = make_divisible(args[0] * width_multiple)
+            rest = args[1:]
+            built = (prev, c2, n, *rest) if kind == "C3" else (prev, c2, *rest)
+        elif kind == "Concat":
+            c2 = sum(ch[j] if j >= 0 else prev for j in src)
+            built = ()
+        else:
+            c2, built = prev, ()
+        ch.append(c2)
+        specs.append(LayerSpec(src, kind, built))
+    return specs
+
+
+def autopad(k: int, p: int | None = None) -> int:
+    return k // 2 if p is None else p
+
+
+class Conv(nn.Module):
+    """Conv2d (no bias) + BatchNorm2d + SiLU."""
+
+    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p), groups=g, bias=False)
+        self.bn = nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)
+        self.act = nn.SiLU()
+
+    def forward(self, x: Any) -> Any:
+        return self.act(self.bn(self.conv(x)))
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c_, c2, 3, 1, g=g)
+        self.add = shortcut and c1 == c2
+
+    def forward(self, x: Any) -> Any:
+        y = self.cv2(self.cv1(x))
+        return F.add(x, y) if self.add else y
+
+
+class C3(nn.Module):
+    """CSP bottleneck with three convolutions."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5) -> None:
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c1, c_, 1, 1)
+        self.cv3 = Conv(2 * c_, c2, 1)
+        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0) for _ in range(n)))
+
+    def forward(self, x: Any) -> Any:
+        return self.cv3(F.cat([self.m(self.cv1(x)), self.cv2(x)], 1))
+
+
+class SPPF(nn.Module):
+    """Spatial pyramid pooling, fast: one max pool applied three times in a row."""
+
+    def __init__(self, c1: int, c2: int, k: int = 5) -> None:
+        super().__init__()
+        c_ = c1 // 2
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c_ * 4, c2, 1, 1)
+        self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
+
+    def forward(self, x: Any) -> Any:
+        x = self.cv1(x)
+        y1 = self.m(x)
+        y2 = self.m(y1)
+        return self.cv2(F.cat([x, y1, y2, self.m(y2)], 1))
+
+
+class Concat(nn.Module):
+    def __init__(self, dimension: int = 1) -> None:
+        super().__init__()
+        self.d = dimension
+
+    def forward(self, x: list[Any]) -> Any:
+        return F.cat(x, self.d)
+
+
+def _make(kind: str, args: tuple) -> nn.Module:
+    if kind == "Upsample":
+        return nn.Upsample(scale_factor=2, mode="nearest")
+    return {"Conv": Conv, "C3": C3, "SPPF": SPPF, "Concat": Concat}[kind](*args)
+
+
+class YOLOv5(nn.Module):
+    """Backbone + neck; forward returns (P3, P4, P5) at strides 8, 16, 32."""
+
+    def __init__(self, depth_multiple: float = 0.33, width_multiple: float = 0.25, in_channels: int = 3) -> None:
+        super().__init__()
+        specs = scaled_layers(depth_multiple, width_multiple, in_channels)
+        self.sources = [s.source for s in specs]
+        self.model = nn.Sequential(*(_make(s.kind, s.args) for s in specs))
+
+    def forward(self, x: Any) -> tuple[Any, Any, Any]:
+        y: list[Any] = []
+        for src, m in zip(self.sources, self.model):
+            if src != -1:
+                x = [x if j == -1 else y[j] for j in src]
+            x = m(x)
+            y.append(x)
+        return tuple(y[i] for i in OUTPUTS)
+
+
+def yolov5n() -> YOLOv5:
+    return YOLOv5(0.33, 0.25)
+
+
+def yolov5s() -> YOLOv5:
+    return YOLOv5(0.33, 0.50)
+
+
+__all__ = ["Bottleneck", "C3", "Concat", "Conv", "LAYERS", "OUTPUTS", "SPPF", "YOLOv5", "scaled_layers",
+           "yolov5n", "yolov5s"]
