@@ -1,0 +1,185 @@
+"""PyTorch-named weights from `.wts`, safetensors, `.pt`/`.pth` or an in-memory state_dict.
+
+`load` gives every source the same shape: a `StateDict` of numpy arrays (ml_dtypes
+for bfloat16/float8) keyed by torch names, ready for `Module.load_state_dict`.
+`save` writes `.wts` or safetensors atomically; `convert` is `netdef export`.
+Only `.pt`/`.pth` need torch, and it is imported only when such a file is read.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections import Counter
+from typing import Any, BinaryIO, Iterator, Mapping
+
+import numpy as np
+
+from netdef.errors import WeightsError
+from netdef.nn.module import Parameter, to_numpy
+from netdef.weights import safetensors as _safetensors
+from netdef.weights import torchfile as _torchfile
+from netdef.weights import wts as _wts
+
+__all__ = ["StateDict", "convert", "load", "save"]
+
+READ_FORMATS = (".wts", ".safetensors", ".pt", ".pth")
+WRITE_FORMATS = (".wts", ".safetensors")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class StateDict(dict):
+    """name -> numpy array, remembering where it came from.
+
+    `flat` is True for .wts, which stores no shapes or dtypes: `Module.load_state_dict`
+    then reshapes flat arrays and accepts whole floats for integer buffers.
+    `nested_key` is the checkpoint entry the state_dict was taken from (e.g. "state_dict").
+    """
+
+    def __init__(self, data: Mapping[str, np.ndarray] | None = None, source: str | None = None,
+                 flat: bool = False, nested_key: str | None = None) -> None:
+        super().__init__(data or {})
+        self.source = source
+        self.flat = flat
+        self.nested_key = nested_key
+
+    def __repr__(self) -> str:
+        where = f" from {self.source!r}" if self.source else ""
+        nested = f"[{self.nested_key!r}]" if self.nested_key else ""
+        return f"StateDict({len(self)} tensors{where}{nested}{', flat' if self.flat else ''})"
+
+
+def load(src: str | os.PathLike | Mapping[str, Any]) -> StateDict:
+    """Read a weights file (by extension) or take a state_dict mapping as is."""
+    if isinstance(src, StateDict):
+        return src
+    if isinstance(src, Mapping):
+        state, key = _state_dict_of(src, "the given state_dict")
+        return StateDict(_arrays(state, "state_dict"), nested_key=key)
+    if not isinstance(src, (str, os.PathLike)):
+        hint = "; pass model.state_dict()" if hasattr(src, "state_dict") else ""
+        raise WeightsError(f"load() takes a weights file path or a state_dict, "
+                           f"got {type(src).__name__}{hint}")
+    path = os.fspath(src)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in READ_FORMATS:
+        raise WeightsError(f"{path}: unknown weights format {ext or '(no extension)'!r}; "
+                           f"netdef reads {', '.join(READ_FORMATS)}")
+    if not os.path.isfile(path):
+        what = "is a directory, not a file" if os.path.isdir(path) else "not found"
+        raise WeightsError(f"weights file {path!r} {what}")
+    if ext == ".wts":
+        return StateDict(_wts.read(path), source=path, flat=True)
+    if ext == ".safetensors":
+        return StateDict(_safetensors.read(path), source=path)
+    state, key = _state_dict_of(_torchfile.read(path), path)
+    return StateDict(_arrays(state, path), source=path, nested_key=key)
+
+
+def save(state_dict: Mapping[str, Any], path: str | os.PathLike, *, wts_variant: str = "double") -> str:
+    """Write `.wts` or `.safetensors` (by extension) atomically: the file is complete or absent.
+
+    wts_variant: "double" (gen_wts.py's `name N  hex`), "single" (`name N hex`) or
+    "0x" (python hex(): `0x`-prefixed, unpadded); every variant stores float32.
+    """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in WRITE_FORMATS:
+        raise WeightsError(f"{path}: cannot write {ext or '(no extension)'!r}; "
+                           f"netdef writes {' and '.join(WRITE_FORMATS)}")
+    if wts_variant not in _wts.VARIANTS:
+        raise WeightsError(f"wts_variant={wts_variant!r} is not one of {', '.join(_wts.VARIANTS)}")
+    arrays = load(state_dict) if isinstance(state_dict, Mapping) else None
+    if arrays is None:
+        hint = "; pass model.state_dict()" if hasattr(state_dict, "state_dict") else ""
+        raise WeightsError(f"save() takes a state_dict mapping, got {type(state_dict).__name__}{hint}")
+    try:
+        with _atomic_file(path) as f:
+            if ext == ".wts":
+                _wts.write(f, arrays, wts_variant)
+            else:
+                _safetensors.write(f, arrays)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise WeightsError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+    return path
+
+
+def convert(src: str | os.PathLike | Mapping[str, Any], dst: str | os.PathLike, *,
+            wts_variant: str = "double") -> dict[str, Any]:
+    """Load `src` and write it as `dst`'s format (`netdef export`); returns what was written."""
+    state = load(src)
+    path = save(state, dst, wts_variant=wts_variant)
+    return {
+        "src": state.source,
+        "dst": path,
+        "format": os.path.splitext(path)[1][1:].lower(),
+        "tensors": len(state),
+        "values": int(sum(a.size for a in state.values())),
+        "bytes": os.path.getsize(path),
+        "dtypes": dict(Counter(a.dtype.name for a in state.values())),
+        "nested_key": state.nested_key,
+        "flat": state.flat,
+    }
+
+
+def _is_array(value: Any) -> bool:
+    return (isinstance(value, (np.ndarray, Parameter))
+            or (type(value).__module__.startswith("torch") and hasattr(value, "detach")))
+
+
+def _state_dict_of(obj: Any, where: str) -> tuple[Mapping[str, Any], str | None]:
+    """The state_dict in `obj`: obj itself, or its single entry that is one (a checkpoint)."""
+    if not isinstance(obj, Mapping):
+        hint = "; save model.state_dict() instead" if hasattr(obj, "state_dict") else ""
+        raise WeightsError(f"{where} is not a state_dict: it holds a {type(obj).__name__}{hint}")
+    if all(_is_array(v) for v in obj.values()):
+        return obj, None
+    nested = [k for k, v in obj.items()
+              if isinstance(v, Mapping) and v and all(_is_array(x) for x in v.values())]
+    if len(nested) == 1:
+        return obj[nested[0]], str(nested[0])
+    if nested:
+        raise WeightsError(f"{where} is a checkpoint holding several state_dicts "
+                           f"({', '.join(map(repr, nested))}); pick one and load it, e.g. "
+                           f"netdef.weights.load(checkpoint[{nested[0]!r}])")
+    bad = next(k for k, v in obj.items() if not _is_array(v))
+    raise WeightsError(f"{where} is not a state_dict: key {bad!r} holds a {type(obj[bad]).__name__}, "
+                       "not a tensor, and no entry of it is a state_dict")
+
+
+def _arrays(state: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise WeightsError(f"{where}: key {key!r} is a {type(key).__name__}, not a string")
+        try:
+            arr = to_numpy(value)
+        except Exception as exc:  # noqa: BLE001 - e.g. a torch dtype numpy cannot hold
+            raise WeightsError(f"{where}: key {key!r}: cannot convert {type(value).__name__} "
+                               f"to a numpy array ({exc})") from None
+        if arr.dtype.kind not in "biufcV":
+            raise WeightsError(f"{where}: key {key!r} holds {arr.dtype} data, not numbers")
+        out[key] = arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+    return out
+
+
+@contextlib.contextmanager
+def _atomic_file(path: str) -> Iterator[BinaryIO]:
+    """A temp file beside `path`, renamed over it only after a complete, synced write."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".netdef-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would make exported weights private
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
