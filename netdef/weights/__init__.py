@@ -134,7 +134,7 @@ def _state_dict_of(obj: Any, where: str) -> tuple[Mapping[str, Any], str | None]
     """The state_dict in `obj`: obj itself, or its single entry that is one (a checkpoint)."""
     if not isinstance(obj, Mapping):
         hint = "; save model.state_dict() instead" if hasattr(obj, "state_dict") else ""
-        raise WeightsError(f"{where} is not a state_dict: it holds a {type(obj).__name__}{hint}")
+        raise WeightsError(f"{where} is not a state_dict: got a value of type {type(obj).__name__}{hint}")
     if all(_is_array(v) for v in obj.values()):
         return obj, None
     nested = [k for k, v in obj.items()
@@ -146,8 +146,8 @@ def _state_dict_of(obj: Any, where: str) -> tuple[Mapping[str, Any], str | None]
                            f"({', '.join(map(repr, nested))}); pick one and load it, e.g. "
                            f"netdef.weights.load(checkpoint[{nested[0]!r}])")
     bad = next(k for k, v in obj.items() if not _is_array(v))
-    raise WeightsError(f"{where} is not a state_dict: key {bad!r} holds a {type(obj[bad]).__name__}, "
-                       "not a tensor, and no entry of it is a state_dict")
+    raise WeightsError(f"{where} is not a state_dict: key {bad!r} holds a value of type "
+                       f"{type(obj[bad]).__name__}, not a tensor, and no entry of it is a state_dict")
 
 
 def _arrays(state: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:

@@ -93,8 +93,10 @@ def _values(data: bytes, start: int, end: int, n: int, at: str) -> np.ndarray:
         bits = _decode(np.frombuffer(data, np.uint8, cut - pos, pos))
         if bits is None:
             index, token = _first_bad(data[pos:cut])
+            cut_short = end == len(data) and data[end - 1:end].isalnum()  # no final newline
             raise WeightsError(f"{at}: value {found + index + 1} is {_show(token)}, not a float32 hex "
-                               "word (8 hex digits, or 0x and 1-8 digits)")
+                               "word (8 hex digits, or 0x and 1-8 digits)"
+                               + ("; the file ends inside it (truncated?)" if cut_short else ""))
         parts.append(bits)
         found += bits.size
         pos = cut
