@@ -53,7 +53,8 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
             continue
         axes.append(axis)
         starts.append(-before)
-        sizes.append(dims[axis] + before + after if isinstance(dims[axis], int) else add(dims[axis], before + after))
+        sizes.append(dims[axis] + before + after if isinstance(dims[axis], int)
+                     else add(shape_tensor([dims[axis]]), before + after))
     if not axes:
         axes, starts, sizes = [input.ndim - 1], [0], [dims[-1]]
     size_tensor = None if all(isinstance(s, int) for s in sizes) else shape_tensor(sizes)
