@@ -225,8 +225,8 @@ def concatenation(layer, ctx):
 @register("SHUFFLE")
 def shuffle(layer, ctx):
     rank_in, rank_out = _rank(layer), len(layer.get_output(0).shape)
-    first = tuple(layer.first_transpose[:rank_in])
-    second = tuple(layer.second_transpose[:rank_out])
+    first = tuple(layer.first_transpose)[:rank_in]
+    second = tuple(layer.second_transpose)[:rank_out]
     first = None if first == tuple(range(rank_in)) else first
     second = None if second == tuple(range(rank_out)) else second
     static = layer.reshape_dims
@@ -331,7 +331,7 @@ def gather(layer, ctx):
 
     def take(data, idx, ax):
         out = data.index_select(ax, idx.reshape(-1))
-        return out.reshape(*data.shape[:ax], *idx.shape, *data.shape[ax + 1:])
+        return out.reshape((*data.shape[:ax], *idx.shape, *data.shape[ax + 1:]))
 
     def default(data, idx):
         idx = _fix_negative(idx, data.shape[axis])
@@ -349,7 +349,7 @@ def gather(layer, ctx):
         k = i.shape[-1]
         outs = [db[tuple(_fix_negative(ib[..., j], db.shape[j]) for j in range(k))] for db, ib in zip(d, i)]
         out = torch.stack(outs)
-        return out.reshape(*lead, *out.shape[1:])
+        return out.reshape((*lead, *out.shape[1:]))
 
     return {"DEFAULT": default, "ELEMENT": element, "ND": nd}[mode]
 
