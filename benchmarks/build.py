@@ -163,6 +163,7 @@ def run_child(route: str, model: str, dtype: str, weights: str, out: str) -> dic
         raise RuntimeError(f"{route} {model} {dtype} failed ({proc.returncode}):\n{stderr[-3000:]}")
     result = json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:])
     result["wall_s"] = wall
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime  # less sensitive than wall time to a busy machine
     result["rss_mib"] = usage.ru_maxrss / 1024  # Linux reports KiB
     for key, rx in MEMORY_LINES.items():
         found = rx.findall(stdout)
@@ -248,14 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     plans: dict[tuple, str] = {}
     lines = [f"Machine: {os.cpu_count()} CPUs, {_cpu_model()}, {platform.system()} {platform.release()}; "
              f"Python {platform.python_version()}; backend {_backend_name()} {_backend_version()}; "
-             f"torch {_torch_version()}. Date: {datetime.date.today().isoformat()}. "
+             f"torch {_torch_version()}, onnxscript {_version('onnxscript')}. "
+             f"Date: {datetime.date.today().isoformat()}; load average at start {os.getloadavg()[0]:.1f}. "
              f"Medians of {args.repeats} fresh-subprocess runs.", "",
-             "| model | dtype | route | wall s | export s | parse+build s (netdef: trace+build) | peak RSS MiB "
-             "| plan | weights mem | activation mem |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | dtype | route | wall s | CPU s | export s | parse+build s (netdef: trace+build) | peak RSS MiB "
+             "| plan | weights mem | activation mem |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     ratio_lines = ["", "Ratios (netdef / ONNX route; targets: wall <= 0.5x legacy and <= 0.15x default, "
                    "RSS <= 0.5x, engine metrics <= 1x):", "",
-                   "| model | dtype | vs | wall | peak RSS | plan | weights mem | activation mem |",
-                   "|---|---|---|---|---|---|---|---|"]
+                   "| model | dtype | vs | wall | CPU | peak RSS | plan | weights mem | activation mem |",
+                   "|---|---|---|---|---|---|---|---|---|"]
     for model in args.models:
         weights = os.path.join(work, f"{model}.safetensors")
         subprocess.run([sys.executable, os.path.abspath(__file__), "--make-weights", model, weights], check=True)
@@ -271,18 +273,19 @@ def main(argv: list[str] | None = None) -> int:
                     if route == "netdef":
                         plans[(model, dtype)] = out
                 all_runs[f"{model}/{dtype}/{route}"] = runs
-                m = {k: median(runs, k) for k in ("wall_s", "export_s", "parse_build_s", "build_s", "rss_mib",
+                m = {k: median(runs, k) for k in ("wall_s", "cpu_s", "export_s", "parse_build_s", "build_s", "rss_mib",
                                                  "plan_bytes", *MEMORY_LINES)}
                 med[route] = m
                 inner = m["build_s"] if route == "netdef" else m["parse_build_s"]
-                lines.append(f"| {model} | {dtype} | {route} | {m['wall_s']:.2f} | "
+                lines.append(f"| {model} | {dtype} | {route} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | "
                              f"{_num(m['export_s'])} | {inner:.2f} | "
                              f"{m['rss_mib']:.0f} | {fmt_bytes(m['plan_bytes'])} | {fmt_bytes(m['weights'])} | "
                              f"{fmt_bytes(m['activations'])} |")
             if "netdef" in med:
                 for route in (r for r in args.routes if r != "netdef"):
                     a, b = med["netdef"], med[route]
-                    cells = [_ratio(a[k], b[k]) for k in ("wall_s", "rss_mib", "plan_bytes", "weights", "activations")]
+                    cells = [_ratio(a[k], b[k]) for k in ("wall_s", "cpu_s", "rss_mib", "plan_bytes", "weights",
+                                                                   "activations")]
                     ratio_lines.append(f"| {model} | {dtype} | {route} | " + " | ".join(cells) + " |")
     lines.insert(1, f"Parent process peak RSS before the last child: {_self_rss():.0f} MiB (a floor under "
                     "every child's figure; see make_weights).")
@@ -326,9 +329,16 @@ def _backend_version() -> str:
 
 
 def _torch_version() -> str:
-    from importlib.metadata import version
+    return _version("torch")
 
-    return version("torch")
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 if __name__ == "__main__":

@@ -649,6 +649,9 @@ class Engine:
                 raise InputError(f"engine takes {len(self.inputs)} inputs {[s.name for s in self.inputs]}, "
                                  f"got {len(args)} positional")
             named = {s.name: a for s, a in zip(self.inputs, args)}
+        for name, v in named.items():
+            if not (isinstance(v, np.ndarray) or _is_torch(v)):
+                raise InputError(f"input {name!r} must be a torch tensor or numpy array, got {type(v).__name__}")
         check_input_shapes(self.inputs, {k: _shape_of(v) for k, v in named.items()})
         for spec in self.inputs:
             check_input_dtype(spec, named[spec.name].dtype)
