@@ -5,9 +5,10 @@ torch mode -> (TensorRT interpolation, coordinate transformation, nearest roundi
   nearest-exact  NEAREST, HALF_PIXEL (src = (dst + .5) * in/out - .5), HALF_UP
   (bi/tri)linear LINEAR, HALF_PIXEL, or ALIGN_CORNERS when align_corners=True
   bicubic        CUBIC (A = -0.75, torch's), same coordinates as linear
-With scale_factor (and recompute_scale_factor not True) torch maps coordinates with 1/scale,
-not in/out; TensorRT does the same when given `scales`, so scales are passed through
-rather than turned into a size.
+With scale_factor (and recompute_scale_factor not True) torch maps coordinates with
+1/scale_factor while TensorRT maps them with in/out sizes: the two agree exactly when
+in * scale_factor is an integer, which is checked for static sizes (a fractional output
+size is a clear error). Scales are passed through as `scales` so dynamic sizes work.
 """
 from __future__ import annotations
 
@@ -69,6 +70,11 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode:
                 net.fail(f"{op} recompute_scale_factor=True needs static spatial dimensions, "
                          f"got shape {input.shape}")
             size, scales = tuple(math.floor(d * s) for d, s in zip(spatial, scales)), None
+    if scales is not None and not align_corners and all(d >= 0 for d in spatial):
+        if not all(float(d * s).is_integer() for d, s in zip(spatial, scales)):
+            net.fail(f"{op} scale_factor={scale_factor!r} on spatial size {tuple(spatial)} gives a "
+                     "fractional output size: torch then maps coordinates with 1/scale_factor, "
+                     "TensorRT with in/out sizes; pass size= or recompute_scale_factor=True")
     if size is not None:
         size = tuple(int(s) for s in as_n(size, "size"))
         if any(s <= 0 for s in size):
