@@ -165,10 +165,10 @@ def test_wts_tolerates_crlf_blank_lines_empty_tensors_and_uppercase(tmp_path):
     assert load(tmp_path / "n.wts")["w"].tolist() == [1.0]
 
 
-def test_wts_long_line_spans_decode_chunks(tmp_path, rng):
-    values = rng.standard_normal(300_001).astype(np.float32)  # > 1 MiB of text in one line
-    gen = {"w": torch.from_numpy(values)}
-    gen_wts(gen, tmp_path / "long.wts", "0x")
+@pytest.mark.parametrize("variant", ["double", "0x"])  # the fixed-width and the tokenizing decoder
+def test_wts_long_line_spans_decode_chunks(tmp_path, rng, variant):
+    values = rng.standard_normal(300_001).astype(np.float32)  # > 2 MB of text in one line
+    gen_wts({"w": torch.from_numpy(values)}, tmp_path / "long.wts", variant)
     np.testing.assert_array_equal(load(tmp_path / "long.wts")["w"], values)
 
 
