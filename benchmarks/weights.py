@@ -44,13 +44,20 @@ def synthetic_state_dict(values: int, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def best_of(repeat: int, fn) -> tuple[float, object]:
-    best, result = float("inf"), None
+def best_of(repeat: int, fn) -> tuple[float, float, object]:
+    """Best wall and best CPU seconds of `repeat` runs (CPU time is what other load cannot inflate)."""
+    wall = cpu = float("inf")
+    result = None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        wall = min(wall, time.perf_counter() - start)
+        cpu = min(cpu, time.process_time() - start_cpu)
+    return wall, cpu, result
+
+
+def _rates(size: int, wall: float, cpu: float) -> str:
+    return f"{size / 1e6 / wall:.0f} MB/s wall, {size / 1e6 / cpu:.0f} MB/s CPU"
 
 
 def struct_reader(path: str, max_bytes: int) -> tuple[int, int]:
@@ -113,7 +120,8 @@ def machine() -> str:
             model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"{datetime.date.today().isoformat()}, {model}, nproc={os.cpu_count()}, "
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{datetime.date.today().isoformat()}, {model}, nproc={os.cpu_count()}, load average {load}, "
             f"Python {platform.python_version()}, numpy {np.__version__}")
 
 
@@ -131,21 +139,23 @@ def main() -> None:
         rows = [("what", "size", "time", "rate", "note")]
         for variant in wts.VARIANTS:
             path = os.path.join(tmp, f"w_{variant}.wts")
-            t_write, _ = best_of(1, lambda: weights.save(sd, path, wts_variant=variant))
+            t_write, c_write, _ = best_of(1, lambda: weights.save(sd, path, wts_variant=variant))
             size = os.path.getsize(path)
-            t_read, loaded = best_of(args.repeat, lambda: weights.load(path))
+            t_read, c_read, loaded = best_of(args.repeat, lambda: weights.load(path))
             exact = all(np.array_equal(loaded[k].view(np.uint32), np.asarray(v, np.float32).reshape(-1).view(np.uint32))
                         for k, v in sd.items())
-            rows.append((f".wts read, {variant} variant (netdef)", f"{size / mb:.0f} MB", f"{t_read:.2f} s",
-                         f"{size / mb / t_read:.0f} MB/s", f"best of {args.repeat}; bit-exact: {exact}"))
-            rows.append((f".wts write, {variant} variant (netdef)", f"{size / mb:.0f} MB", f"{t_write:.2f} s",
-                         f"{size / mb / t_write:.0f} MB/s", "atomic, fsync'd"))
+            rows.append((f".wts read, {variant} variant (netdef)", f"{size / mb:.0f} MB",
+                         f"{t_read:.2f} s wall, {c_read:.2f} s CPU", _rates(size, t_read, c_read),
+                         f"best of {args.repeat}; bit-exact: {exact}"))
+            rows.append((f".wts write, {variant} variant (netdef)", f"{size / mb:.0f} MB",
+                         f"{t_write:.2f} s wall, {c_write:.2f} s CPU", _rates(size, t_write, c_write),
+                         "atomic, fsync'd"))
             del loaded
         path = os.path.join(tmp, "w_double.wts")
         size = os.path.getsize(path)
-        t_slow, (done, values) = best_of(1, lambda: struct_reader(path, int(args.baseline_mb * mb)))
+        t_slow, c_slow, (done, values) = best_of(1, lambda: struct_reader(path, int(args.baseline_mb * mb)))
         rows.append((".wts read, per-value struct.unpack (tensorrtx Python loaders)", f"{size / mb:.0f} MB",
-                     f"{t_slow * size / done:.1f} s (extrapolated)", f"{done / mb / t_slow:.1f} MB/s",
+                     f"{t_slow * size / done:.1f} s wall (extrapolated)", _rates(done, t_slow, c_slow),
                      f"timed on the first {done / mb:.1f} MB ({values:,} values)"))
 
         st_sd = synthetic_state_dict(int(args.mb * mb / 4), seed=1)
