@@ -334,6 +334,7 @@ def _trace_error(module: nn.Module, shape: tuple) -> str:
     (lambda: nn.Upsample(scale_factor=2, mode="bilinear"), (1, 3, 8), ["4-D input"]),
     (lambda: nn.AvgPool2d(2, divisor_override=0), (1, 3, 8, 8), ["divisor_override"]),
     (lambda: nn.AdaptiveAvgPool2d(3), (1, 8), ["3-D or 4-D"]),
+    (lambda: nn.Linear(5, 3), (2, 6), ["= 6", "= 5"]),
 ])
 def test_bad_input_names_module_path(module, shape, words):
     msg = _trace_error(module(), shape)
@@ -381,3 +382,13 @@ def test_engine_builds(family):
     shape = ((1, 2, 4), 3, 8) if family == "conv" else ((1, 2, 4), 3, 8, 8)
     plan = netdef.build(FAMILIES[family](), netdef.Input("x", shape), dtype="float16", progress=False)
     assert len(plan) > 1000 and plan.metadata["dtype"] == "float16"
+
+
+def test_bfloat16_conv_transpose_builds_in_float32():
+    """TensorRT-RTX 1.7 rejects bfloat16 deconvolutions at build time; netdef computes them in float32."""
+    net = netdef.trace(Wrap(nn.ConvTranspose2d(3, 4, 3, 2, 1, 1)), netdef.Input("x", (2, 3, 8, 8)), dtype="bfloat16")
+    deconv = _layer(net, f"{PATH}/conv_transpose2d")
+    assert deconv.get_input(0).dtype == dtypes.to_trt("float32") and deconv.kernel.dtype == np.float32
+    assert _layer(net, PATH).get_output(0).dtype == dtypes.to_trt("bfloat16")
+    plan = netdef.build(net, progress=False)
+    assert len(plan) > 1000

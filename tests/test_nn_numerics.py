@@ -67,6 +67,18 @@ def test_module_matches_torch(spec, dtype):
     _check(Wrap(ours), x, expected, dtype, spec[0])
 
 
+@pytest.mark.parametrize("cls", ["InstanceNorm1d", "InstanceNorm2d"])
+def test_unbatched_instance_norm(cls):
+    shape = (3, 7) if cls == "InstanceNorm1d" else (3, 4, 5)
+    theirs = getattr(torch.nn, cls)(3, affine=True).eval()
+    _randomize(theirs)
+    ours = getattr(nn, cls)(3, affine=True)
+    ours.load_state_dict(theirs.state_dict())
+    x = _x(shape)
+    with torch.no_grad():
+        _check(Wrap(ours), x, theirs(x), "float32")
+
+
 # ---- convolutions -------------------------------------------------------------------------------
 def _w(*shape, seed=3) -> torch.Tensor:
     return _x(shape, seed) * 0.3

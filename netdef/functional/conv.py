@@ -4,7 +4,8 @@ One helper, `_conv_nd`, maps every variant to TensorRT's convolution/deconvoluti
 Weights (Parameters or arrays) become kernel Weights in the dtype of the activation they
 meet. TensorRT has no 1-D convolution, so 1-D inputs get a trailing size-1 axis.
 TensorRT's deconvolution takes torch's ConvTranspose weight layout unchanged:
-(in_channels, out_channels / groups, *kernel).
+(in_channels, out_channels / groups, *kernel). TensorRT-RTX 1.7 cannot build a bfloat16
+deconvolution, so bfloat16 activations are deconvolved in float32 and cast back.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from netdef import network
-from netdef.functional._core import constant, out, tuple_n
+from netdef.functional._core import cast, constant, out, tuple_n
 from netdef.tensor import Tensor
 
 
@@ -87,10 +88,12 @@ def _conv_nd(op: str, n: int, input: Tensor, weight: Any, bias: Any, stride: Any
         kernel, stride, dilation = kernel + (1,), stride + (1,), dilation + (1,)
         pre, post, extend = pre + (0,), post + (0,), extend + (0,)
     dtype = input.dtype
+    if transposed and dtype == "bfloat16":  # TensorRT-RTX 1.7 cannot build a bfloat16 deconvolution
+        input = cast(input, "float32")
     bias_in_layer = b is not None and not any(extend)
     add = net.network.add_deconvolution_nd if transposed else net.network.add_convolution_nd
-    args = (input.trt, out_ch, kernel, net.weights(w, dtype))
-    layer = add(*args, net.weights(b, dtype)) if bias_in_layer else add(*args)
+    args = (input.trt, out_ch, kernel, net.weights(w, input.dtype))
+    layer = add(*args, net.weights(b, input.dtype)) if bias_in_layer else add(*args)
     if layer is None:
         net.add(layer, op)  # raises with TensorRT's message
     layer.stride_nd, layer.dilation_nd, layer.num_groups = stride, dilation, groups
@@ -100,7 +103,8 @@ def _conv_nd(op: str, n: int, input: Tensor, weight: Any, bias: Any, stride: Any
         pads = [v for e in reversed(extend) for v in (0, e)]
         y = F.pad(y, pads)
         if b is not None:
-            y = F.add(y, constant(b.reshape(1, -1, *(1,) * len(kernel)), dtype, op="bias"))
+            y = F.add(y, constant(b.reshape(1, -1, *(1,) * len(kernel)), y.dtype, op="bias"))
+    y = cast(y, dtype)
     return F.squeeze(y, -1) if n == 1 else y
 
 
