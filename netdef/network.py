@@ -101,6 +101,7 @@ class Network:
         t = backend.trt()
         self.name = name
         self.dtype = dtypes.name(dtype)  # compute dtype for floating-point weights and activations
+        backend.logger().take_errors()  # errors logged before this network are not its own
         self.builder = backend.builder()
         flag = 1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
         self.network = self.builder.create_network(flag)
