@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from netdef import backend, dtypes
+from netdef import dtypes
 from netdef.errors import NetdefError
 
 
