@@ -327,12 +327,17 @@ def test_safetensors_every_dtype_round_trips_both_ways(tmp_path, rng):
         "scalar": np.array(3.5, np.float32), "empty": np.zeros((0, 4), np.float32),
     }
     torch_side = {"bf16": torch.randn(4, 3).bfloat16(), "f8e4m3": torch.randn(9).to(torch.float8_e4m3fn),
-                  "f8e5m2": torch.randn(9).to(torch.float8_e5m2)}
+                  "f8e5m2": torch.randn(9).to(torch.float8_e5m2),
+                  "f8e4m3fnuz": torch.randn(9).to(torch.float8_e4m3fnuz),
+                  "f8e5m2fnuz": torch.randn(9).to(torch.float8_e5m2fnuz),
+                  "f8e8m0": torch.rand(9).add(0.1).to(torch.float8_e8m0fnu)}
     safetensors.numpy.save_file(numpy_side, tmp_path / "np.safetensors")
     safetensors.torch.save_file(torch_side, tmp_path / "pt.safetensors")
     loaded = {**load(tmp_path / "np.safetensors"), **load(tmp_path / "pt.safetensors")}
     expected_dtypes = {"bf16": ml_dtypes.bfloat16, "f8e4m3": ml_dtypes.float8_e4m3fn,
-                       "f8e5m2": ml_dtypes.float8_e5m2, "f64": np.float64}
+                       "f8e5m2": ml_dtypes.float8_e5m2, "f8e4m3fnuz": ml_dtypes.float8_e4m3fnuz,
+                       "f8e5m2fnuz": ml_dtypes.float8_e5m2fnuz, "f8e8m0": ml_dtypes.float8_e8m0fnu,
+                       "f64": np.float64, "u16": np.uint16, "c64": np.complex64}
     for key, value in {**numpy_side, **torch_side}.items():
         assert loaded[key].shape == tuple(value.shape), key
         if key in expected_dtypes:

@@ -3,8 +3,9 @@
 Line 1 is the tensor count; each further line is `<key> <N> <hex_1> ... <hex_N>`.
 Three writers exist (double space after N, single space, and `hex()`'s unpadded
 `0x` form), so the reader tokenizes on any whitespace and right-aligns each token's
-digits. Parsing is vectorized per chunk of text (a byte->nibble table, a gather of
-each token's last 8 characters), never a Python loop per value.
+digits. Parsing is vectorized per chunk of text (bytes.translate to nibbles, each
+token's last 8 bytes read as one uint64, bit tricks to pack), never a Python loop
+per value.
 """
 from __future__ import annotations
 
@@ -18,15 +19,18 @@ from netdef.errors import WeightsError
 VARIANTS = ("double", "single", "0x")
 _CHUNK = 1 << 18  # bytes of text decoded at once: big enough to amortize numpy calls, cache-sized
 _WS = b" \t\r\v\f"
-_SPACE, _BAD = 16, 255
-# byte -> nibble value 0..15, _SPACE for whitespace, _BAD for anything else
-_NIBBLE = np.full(256, _BAD, np.uint8)
-_NIBBLE[list(b"0123456789abcdef")] = np.arange(16)
-_NIBBLE[list(b"ABCDEF")] = np.arange(10, 16)
-_NIBBLE[list(_WS)] = _SPACE
-_SLOTS = np.arange(8)
+# bytes.translate table, byte -> nibble: 0..15 for hex digits, _BLANK, _X for the x of 0x, else _BAD
+_BLANK, _X, _BAD = 0x10, 0x11, 0xFF
+_NIBBLE = bytearray([_BAD] * 256)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _NIBBLE[_c] = _NIBBLE[ord(chr(_c).upper())] = _i
+for _c in _WS:
+    _NIBBLE[_c] = _BLANK
+_NIBBLE[ord("x")] = _NIBBLE[ord("X")] = _X
+_NIBBLE = bytes(_NIBBLE)
 _DIGIT_MASK = np.array([0] + [(1 << (4 * k)) - 1 for k in range(1, 9)], np.uint32)
-_HEX_CHARS = np.frombuffer(b"0123456789abcdef", np.uint8)
+_SPELL = bytes.maketrans(bytes(range(16)) + bytes([_BLANK, _X]), b"0123456789abcdef x")  # inverse
+_SLOTS = np.arange(8)
 _HEAD = re.compile(rb"(\S+)(?:[ \t\v\f]+(\S+))?")
 _NONBLANK = re.compile(rb"\S")
 _TOKEN = re.compile(rb"0[xX][0-9a-fA-F]{1,8}|[0-9a-fA-F]{8}")
@@ -90,7 +94,7 @@ def _values(data: bytes, start: int, end: int, n: int, at: str) -> np.ndarray:
         cut = min(pos + _CHUNK, end)
         while cut < end and data[cut] not in _WS:  # never split a token (tokens are <= 10 chars)
             cut += 1
-        bits = _decode(np.frombuffer(data, np.uint8, cut - pos, pos))
+        bits = _decode(data[pos:cut].translate(_NIBBLE))
         if bits is None:
             index, token = _first_bad(data[pos:cut])
             cut_short = end == len(data) and data[end - 1:end].isalnum()  # no final newline
@@ -106,53 +110,58 @@ def _values(data: bytes, start: int, end: int, n: int, at: str) -> np.ndarray:
     return np.concatenate(parts).view(np.float32) if parts else np.empty(0, np.float32)
 
 
-def _decode(text: np.ndarray) -> np.ndarray | None:
-    """uint32 bit patterns of the whitespace-separated tokens in `text`, or None if any is malformed."""
-    bits = _fixed_width(text)
-    return bits if bits is not None else _tokens(text)
+def _decode(nib: bytes) -> np.ndarray | None:
+    """uint32 bit patterns of the blank-separated tokens in `nib` (text through _NIBBLE),
+    or None if any token is malformed."""
+    bits = _fixed_width(nib)
+    return bits if bits is not None else _tokens(nib)
 
 
-def _fixed_width(text: np.ndarray) -> np.ndarray | None:
-    """Fast path for gen_wts.py's own layout, 8 digits one space apart: no tokenizing needed.
-    None when the text is laid out otherwise (or malformed): _tokens then decides."""
-    a, b = 0, text.size
-    while a < b and text[a] == 32:
+def _fixed_width(nib: bytes) -> np.ndarray | None:
+    """Fast path for gen_wts.py's own layout, 8 digits one space apart: every token is an
+    8-byte word at a stride of 9, so no tokenizing or gathering is needed. None when the
+    text is laid out otherwise (or malformed): _tokens then decides."""
+    a, b = 0, len(nib)
+    while a < b and nib[a] == _BLANK:
         a += 1
-    while b > a and int(text[b - 1]) in _WS:
+    while b > a and nib[b - 1] == _BLANK:
         b -= 1
-    body = text[a:b]
-    if (body.size + 1) % 9 or not (body[8::9] == 32).all():
+    if (b - a + 1) % 9 or not (np.frombuffer(nib, np.uint8, b - a, a)[8::9] == _BLANK).all():
         return None
-    nib = _NIBBLE.take(np.lib.stride_tricks.as_strided(body, ((body.size + 1) // 9, 8), (9, 1)))
-    if nib.max() > 15:
+    words = np.ndarray(((b - a + 1) // 9,), "<u8", nib, a, (9,))
+    if np.any(words & 0xF0F0F0F0F0F0F0F0):  # a byte that is not a hex digit
         return None
-    packed = (nib[:, 0::2] << 4) | nib[:, 1::2]
-    return packed.view(">u4")[:, 0].astype(np.uint32)
+    return _pack(words)
 
 
-def _tokens(text: np.ndarray) -> np.ndarray | None:
-    """Any whitespace, optional 0x prefixes, 1-8 digits after one: right-align and decode."""
-    nib = np.empty(text.size + 8, np.uint8)  # 8 leading blanks: every token can gather 8 slots
-    nib[:8] = _SPACE
-    _NIBBLE.take(text, out=nib[8:])
-    edges = np.diff((nib != _SPACE).view(np.int8), append=np.int8(0))
-    starts = np.flatnonzero(edges == 1) + 1
-    ends = np.flatnonzero(edges == -1) + 1
+def _tokens(nib: bytes) -> np.ndarray | None:
+    """Any blanks, optional 0x prefixes, 1-8 digits after one: each token's last 8 bytes
+    are read as one word, right-aligned, and the bytes before its digits masked off."""
+    nib = b"\x10" * 8 + nib + b"\x10"  # every token can read 8 bytes, and every token ends
+    arr = np.frombuffer(nib, np.uint8)
+    inside = arr != _BLANK
+    flips = np.flatnonzero(inside[1:] != inside[:-1]) + 1  # alternately a token's start and end
+    starts, ends = flips[0::2], flips[1::2]
     lengths = ends - starts
-    second = np.minimum(starts + 1, nib.size - 1)
-    prefixed = (lengths > 2) & (nib[starts] == 0) & ((text[second - 8] | 0x20) == ord("x"))
+    second = np.minimum(starts + 1, arr.size - 1)
+    prefixed = (lengths > 2) & (arr[starts] == 0) & (arr[second] == _X)
     digits = lengths - 2 * prefixed
-    # every non-blank byte must be a hex digit except the 'x' of each prefix
-    if np.count_nonzero(nib == _BAD) != np.count_nonzero(prefixed):
+    # every non-blank byte must be a hex digit except the x of each prefix
+    if bytes([_BAD]) in nib or nib.count(bytes([_X])) != np.count_nonzero(prefixed):
         return None
     if np.any(np.where(prefixed, (digits < 1) | (digits > 8), digits != 8)):
         return None
-    words = nib.take(ends[:, None] - 8 + _SLOTS)  # each token's last 8 bytes, right-aligned
-    words &= 15  # bytes before a short token's digits are masked off below
-    packed = (words[:, 0::2] << 4) | words[:, 1::2]
-    bits = packed.view(">u4")[:, 0].astype(np.uint32)
-    bits &= _DIGIT_MASK[digits]
-    return bits
+    words = np.ndarray((arr.size - 7,), "<u8", nib, 0, (1,))[ends - 8]
+    return _pack(words) & _DIGIT_MASK[digits]
+
+
+def _pack(words: np.ndarray) -> np.ndarray:
+    """8 nibble bytes per little-endian uint64 (first digit lowest) -> the uint32 they spell."""
+    x = words & 0x0F0F0F0F0F0F0F0F
+    x = ((x << 4) | (x >> 8)) & 0x00FF00FF00FF00FF  # digit pairs -> bytes B0..B3 in even lanes
+    x = (x | (x >> 8)) & 0x0000FFFF0000FFFF
+    x = (x | (x >> 16)) & 0xFFFFFFFF  # B0 | B1 << 8 | B2 << 16 | B3 << 24
+    return x.astype(np.uint32).byteswap()  # the text is big-endian: B0 is the high byte
 
 
 def _first_bad(text: bytes) -> tuple[int, bytes]:
@@ -185,21 +194,18 @@ def write(f: BinaryIO, arrays: Mapping[str, np.ndarray], variant: str = "double"
 
 
 def _encode(values: np.ndarray, variant: str) -> bytes:
-    """' hhhhhhhh' per value (or ' 0x<unpadded>' for the 0x variant), vectorized."""
+    """' hhhhhhhh' per value (or ' 0x<unpadded>' for the 0x variant), vectorized: nibbles
+    and marker bytes are laid out with numpy, then bytes.translate spells them."""
     be = values.astype(">f4").view(np.uint8).reshape(-1, 4)
-    digits = np.empty((be.shape[0], 8), np.uint8)
+    text = np.empty((be.shape[0], 9 if variant != "0x" else 11), np.uint8)
+    text[:, :-8] = np.frombuffer(bytes([_BLANK, 0, _X]), np.uint8)[:text.shape[1] - 8]
+    digits = text[:, -8:]
     digits[:, 0::2] = be >> 4
     digits[:, 1::2] = be & 15
     if variant != "0x":
-        text = np.empty((be.shape[0], 9), np.uint8)
-        text[:, 0] = ord(" ")
-        text[:, 1:] = _HEX_CHARS[digits]
-        return text.tobytes()
-    text = np.empty((be.shape[0], 11), np.uint8)
-    text[:, :3] = np.frombuffer(b" 0x", np.uint8)
-    text[:, 3:] = _HEX_CHARS[digits]
+        return text.tobytes().translate(_SPELL)
     first = np.argmax(digits != 0, axis=1)
     first[~digits.any(axis=1)] = 7  # hex(0) is '0x0'
     keep = np.ones(text.shape, bool)
     keep[:, 3:] = _SLOTS >= first[:, None]
-    return text[keep].tobytes()
+    return text[keep].tobytes().translate(_SPELL)
