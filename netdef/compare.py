@@ -121,7 +121,8 @@ def _torch_records(torch_model: Any, args: Sequence[Any]) -> tuple[list[tuple[st
         def hook(module: Any, _inp: Any, output: Any) -> None:
             n = calls.get(path, 0)
             calls[path] = n + 1
-            records.append((path, type(module).__name__, n, _flatten_torch(output)))
+            # clone: a later in-place op (torchvision's ReLU(inplace=True)) would overwrite it
+            records.append((path, type(module).__name__, n, [t.detach().clone() for t in _flatten_torch(output)]))
         return hook
 
     for path, m in torch_model.named_modules():

@@ -27,6 +27,10 @@ class BuildError(NetdefError):
     """TensorRT refused to build the network."""
 
 
+class RunnerError(NetdefError, ValueError):
+    """The reference runner cannot run this network or these inputs."""
+
+
 class EngineError(NetdefError):
     """A plan file is missing, corrupt, or made for another backend or GPU."""
 

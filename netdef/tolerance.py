@@ -9,11 +9,15 @@ from typing import Any
 
 import numpy as np
 
-# dtype -> (atol, rtol); a value passes when |a - b| <= atol + rtol * |b|
+# dtype -> (atol, rtol). A value passes when |a - b| <= atol * scale + rtol * |b|, where
+# scale = max(1, RMS of the expected tensor): reduced-precision error grows with the
+# magnitude of the activations, so near-zero elements of a large tensor are judged
+# against the tensor's own range, not against 1. fp16/bf16 defaults were measured on
+# ResNet/MobileNet/ViT ports (worst needed atol about a third of these).
 DEFAULT: dict[str, tuple[float, float]] = {
     "float32": (1e-4, 1e-4),
-    "float16": (1e-2, 1e-2),
-    "bfloat16": (6e-2, 6e-2),
+    "float16": (5e-2, 2e-2),
+    "bfloat16": (2.5e-1, 1e-1),
     "float8_e4m3fn": (2.5e-1, 2.5e-1),
     "int8": (2.5e-1, 2.5e-1),
 }
@@ -31,7 +35,7 @@ class Stats:
     atol: float
     rtol: float
     passed: bool
-    # smallest atol that would pass at this rtol (Polygraphy-style hint)
+    # smallest atol that would pass at this rtol (Polygraphy-style hint), in the same RMS units
     needed_atol: float
 
     def __str__(self) -> str:
@@ -58,8 +62,9 @@ def compare_arrays(actual: Any, expected: Any, atol: float, rtol: float) -> Stat
     max_rel = float((diff / np.maximum(np.abs(b0), 1e-12)).max())
     na, nb = np.linalg.norm(a0), np.linalg.norm(b0)
     cosine = float(np.dot(a0.ravel(), b0.ravel()) / (na * nb)) if na > 0 and nb > 0 else float(na == nb)
-    needed = float((diff - rtol * np.abs(b0)).max())
-    passed = not nan_mismatch and bool(np.all(diff <= atol + rtol * np.abs(b0)))
+    scale = max(1.0, float(nb / np.sqrt(b0.size)))
+    needed = float((diff - rtol * np.abs(b0)).max()) / scale
+    passed = not nan_mismatch and bool(np.all(diff <= atol * scale + rtol * np.abs(b0)))
     return Stats(max_abs, max_rel, cosine, atol, rtol, passed, max(needed, 0.0))
 
 

@@ -15,8 +15,8 @@ __all__ = ["Program", "RunnerError", "compile", "run"]
 def __getattr__(name: str) -> Any:
     # torch loads only when the runner is used: `import netdef.reference` stays light
     if name in __all__:
+        from netdef.errors import RunnerError
         from netdef.reference import program
-        from netdef.reference.layers import RunnerError
 
         return RunnerError if name == "RunnerError" else getattr(program, name)
     raise AttributeError(f"module 'netdef.reference' has no attribute {name!r}")

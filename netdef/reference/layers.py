@@ -17,11 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from netdef import dtypes
-from netdef.errors import NetdefError
+from netdef.errors import RunnerError
 
 
-class RunnerError(NetdefError, ValueError):
-    """The reference runner cannot run this network or these inputs."""
 
 
 LAYERS: dict[str, Callable[[Any, "Context"], Callable]] = {}
@@ -669,7 +667,9 @@ def resize(layer, ctx):
     upper = layer.selector_for_single_pixel.name == "UPPER"
     cubic_a, exclude_outside = layer.cubic_coeff, layer.exclude_outside
     scales = list(layer.scales)
-    static_shape = None if scales or layer.shape is None else list(layer.shape)
+    # with a shape-tensor input the layer has no static shape (reading it logs a TensorRT error)
+    dynamic = layer.num_inputs > 1 and layer.get_input(1) is not None
+    static_shape = None if scales or dynamic or layer.shape is None else list(layer.shape)
     cache: dict[tuple, tuple] = {}  # (in, out, scale) -> indices and weights
 
     def source(i: int, o: int, scale: float) -> torch.Tensor:

@@ -20,7 +20,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from netdef import backend, dtypes
-from netdef.reference.layers import LAYERS, Context, RunnerError
+from netdef.errors import RunnerError
+from netdef.reference.layers import LAYERS, Context
 
 
 @dataclass
@@ -78,7 +79,7 @@ def _to_torch(value: Any, name: str, device: Any):
 class Program:
     """A compiled network: call it with {input name: tensor or array}."""
 
-    def __init__(self, net: Any, device: str = "cpu", compute_dtype: Any = None) -> None:
+    def __init__(self, net: Any, device: str = "cpu", compute_dtype: Any = None, partial: bool = False) -> None:
         import torch
 
         network, bounds = _network_of(net)
@@ -129,8 +130,16 @@ class Program:
                     raise RunnerError(f"tensor name {name!r} (output of layer {layer.name!r}) is not "
                                       "unique; the reference runner identifies tensors by name")
                 produced.add(name)
-        self.steps = [self._compile(kind, layer, ctx, slots, slot, floating, storage)
-                      for kind, layer in self._ordered(layers)]
+        self.partial = partial
+        self.steps = []
+        for kind, layer in self._ordered(layers):
+            try:
+                self.steps.append(self._compile(kind, layer, ctx, slots, slot, floating, storage))
+            except (RunnerError, RuntimeError):
+                if not partial:
+                    raise
+                break  # a network whose tracing failed: run what precedes the broken layer
+        backend.logger().take_errors()  # shape queries on a broken network log errors of their own
         self.outputs = [network.get_output(i).name for i in range(network.num_outputs)]
         self.output_slots = [slots[n] for n in self.outputs]
         self._plan_frees()
@@ -245,9 +254,11 @@ class Program:
                         args[k] = args[k].to(compute)
                 try:
                     result = st.fn(*args)
-                except RunnerError:
-                    raise
                 except Exception as exc:  # noqa: BLE001 - name the layer that failed
+                    if self.partial:
+                        break
+                    if isinstance(exc, RunnerError):
+                        raise
                     shapes = [None if a is None else tuple(a.shape) for a in args]
                     raise RunnerError(f"layer {st.name!r} ({st.kind}) failed on inputs of shapes "
                                       f"{shapes}: {type(exc).__name__}: {exc}") from exc
@@ -273,9 +284,14 @@ class Program:
 _CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
-def compile(net: Any, device: str = "cpu", compute_dtype: Any = None) -> Program:  # noqa: A001
-    """Read `net` (netdef.Network or INetworkDefinition) once into a callable Program."""
-    return Program(net, device=device, compute_dtype=compute_dtype)
+def compile(net: Any, device: str = "cpu", compute_dtype: Any = None,  # noqa: A001
+            partial: bool = False) -> Program:
+    """Read `net` (netdef.Network or INetworkDefinition) once into a callable Program.
+
+    partial=True is for networks whose tracing failed: execution stops quietly at the
+    first layer that cannot be compiled or run, and what was computed before it is returned.
+    """
+    return Program(net, device=device, compute_dtype=compute_dtype, partial=partial)
 
 
 def _signature(network: Any) -> tuple:
@@ -286,14 +302,14 @@ def _signature(network: Any) -> tuple:
 
 
 def run(net: Any, inputs: Mapping[str, Any], all_tensors: bool = False, device: str = "cpu",
-        compute_dtype: Any = None) -> dict:
+        compute_dtype: Any = None, partial: bool = False) -> dict:
     """Execute `net` on `inputs` with torch; returns {tensor name: torch.Tensor}.
 
     The compiled program is cached per network object and recompiled when layers,
     inputs or outputs are added; after editing a layer in place, call `compile` anew.
     """
     network, _ = _network_of(net)
-    key = (str(device), compute_dtype, _signature(network))
+    key = (str(device), compute_dtype, partial, _signature(network))
     try:
         per_net = _CACHE.setdefault(net, {})
     except TypeError:  # not weak-referenceable: compile every time
@@ -301,5 +317,5 @@ def run(net: Any, inputs: Mapping[str, Any], all_tensors: bool = False, device: 
     program = per_net.get(key)
     if program is None:
         per_net.clear()
-        program = per_net[key] = compile(net, device=device, compute_dtype=compute_dtype)
+        program = per_net[key] = compile(net, device=device, compute_dtype=compute_dtype, partial=partial)
     return program(inputs, all_tensors=all_tensors)
