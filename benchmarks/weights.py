@@ -142,7 +142,8 @@ def main() -> None:
             t_write, c_write, _ = best_of(1, lambda: weights.save(sd, path, wts_variant=variant))
             size = os.path.getsize(path)
             t_read, c_read, loaded = best_of(args.repeat, lambda: weights.load(path))
-            exact = all(np.array_equal(loaded[k].view(np.uint32), np.asarray(v, np.float32).reshape(-1).view(np.uint32))
+            exact = all(np.array_equal(loaded[k].view(np.uint32),
+                                       np.asarray(v, np.float32).reshape(-1).view(np.uint32))
                         for k, v in sd.items())
             rows.append((f".wts read, {variant} variant (netdef)", f"{size / mb:.0f} MB",
                          f"{t_read:.2f} s wall, {c_read:.2f} s CPU", _rates(size, t_read, c_read),
@@ -181,7 +182,8 @@ def main() -> None:
         r = wts_runs[0]
         rows.append((".wts load + sum all values (netdef)", f"{r['bytes'] / mb:.0f} MB of weights",
                      f"{r['touch_s']:.2f} s", f"peak RSS +{(r['peak'] - r['baseline']) / mb:.0f} MB = "
-                     f"{(r['peak'] - r['baseline']) / r['bytes']:.2f}x weights", "text is read whole, then freed"))
+                     f"{(r['peak'] - r['baseline']) / r['bytes']:.2f}x weights",
+                     "text is read whole, then freed"))
     print(f"Machine: {machine()}\n")
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):

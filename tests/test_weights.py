@@ -173,7 +173,8 @@ def test_wts_long_line_spans_decode_chunks(tmp_path, rng, variant):
 
 
 @pytest.mark.parametrize("text, where, what", [
-    ("5\na 1 3f800000\nb 1 3f800000\nc 1 3f800000\nd 1 3f800000\n", None, "says 5 tensors, but the file has 4"),
+    ("5\na 1 3f800000\nb 1 3f800000\nc 1 3f800000\nd 1 3f800000\n", None,
+     "says 5 tensors, but the file has 4"),
     ("1\na 1 3f800000\nb 1 3f800000\n", "line 3 ('b')", "says 1 tensors, but the file has more"),
     ("2\nconv.weight 2 3f800000 3f80zz00\nb 0\n", "line 2 ('conv.weight')", "value 2 is '3f80zz00'"),
     ("1\nconv.weight 2 3f800000 0x\n", "line 2 ('conv.weight')", "value 2 is '0x'"),
@@ -400,13 +401,15 @@ def _st_header(**over) -> dict:
      "key 'layer.weight': shape [2, -2] is not a list of non-negative integers"),
     (lambda p: write_safetensors(p, _st_header(data_offsets=[8, 4]), bytes(16)),
      "key 'layer.weight': data_offsets [8, 4] is not [begin, end]"),
-    (lambda p: write_safetensors(p, _st_header(), bytes(24)), "the tensors cover 16 data bytes but the file holds 24"),
+    (lambda p: write_safetensors(p, _st_header(), bytes(24)),
+     "the tensors cover 16 data bytes but the file holds 24"),
     (lambda p: write_safetensors(p, {**_st_header(), "layer.bias": {"dtype": "F32", "shape": [2],
                                                                     "data_offsets": [8, 16]}}, bytes(16)),
      "key 'layer.bias': data starts at byte 8, expected 16"),
     (lambda p: write_safetensors(p, {"layer.weight": {"dtype": "F32", "shape": [4]}}, bytes(16)),
      "key 'layer.weight': expected an object with exactly dtype, shape and data_offsets"),
-    (lambda p: write_safetensors(p, b'{"a":{"dtype":"U8","shape":[],"dtype":"U8"}}'), "lists key 'dtype' twice"),
+    (lambda p: write_safetensors(p, b'{"a":{"dtype":"U8","shape":[],"dtype":"U8"}}'),
+     "lists key 'dtype' twice"),
 ])
 def test_safetensors_bad_input_names_file_and_key(tmp_path, make, what):
     path = tmp_path / "bad.safetensors"
@@ -521,7 +524,8 @@ def test_save_is_atomic_and_errors_name_file_and_key(tmp_path, rng):
     bad = {"ok": np.ones(3, np.float32), "has space": np.ones(2, np.float32)}
     with pytest.raises(netdef.WeightsError, match=r"out.wts: key 'has space' .* whitespace"):
         save(bad, path)
-    with pytest.raises(netdef.WeightsError, match=r"x.safetensors: key 'c': dtype complex128 has no safetensors"):
+    with pytest.raises(netdef.WeightsError,
+                       match=r"x.safetensors: key 'c': dtype complex128 has no safetensors"):
         save({"a": np.ones(2, np.float32), "c": np.ones(2, np.complex128)}, tmp_path / "x.safetensors")
     with pytest.raises(netdef.WeightsError, match=r"cannot write '.onnx'"):
         save({"a": np.ones(2)}, tmp_path / "x.onnx")

@@ -33,5 +33,8 @@ def read(path: str) -> Any:
                 "with weights_only=True and never unpickles arbitrary objects. Save the weights with "
                 "`torch.save(model.state_dict(), path)` instead") from None
         reason = _REASON.search(text)
-        detail = reason.group(1).strip() if reason else f"{type(exc).__name__}: {text[:200] or 'empty or truncated'}"
+        if reason:
+            detail = reason.group(1).strip()
+        else:
+            detail = f"{type(exc).__name__}: {text[:200] or 'empty or truncated'}"
         raise WeightsError(f"{path} is not a readable torch file ({detail})") from None

@@ -19,15 +19,21 @@ from netdef.errors import WeightsError
 VARIANTS = ("double", "single", "0x")
 _CHUNK = 1 << 18  # bytes of text decoded at once: big enough to amortize numpy calls, cache-sized
 _WS = b" \t\r\v\f"
-# bytes.translate table, byte -> nibble: 0..15 for hex digits, _BLANK, _X for the x of 0x, else _BAD
 _BLANK, _X, _BAD = 0x10, 0x11, 0xFF
-_NIBBLE = bytearray([_BAD] * 256)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    _NIBBLE[_c] = _NIBBLE[ord(chr(_c).upper())] = _i
-for _c in _WS:
-    _NIBBLE[_c] = _BLANK
-_NIBBLE[ord("x")] = _NIBBLE[ord("X")] = _X
-_NIBBLE = bytes(_NIBBLE)
+
+
+def _nibble_table() -> bytes:
+    """bytes.translate table: hex digit -> 0..15, whitespace -> _BLANK, x/X -> _X, else _BAD."""
+    table = bytearray([_BAD] * 256)
+    for value, digit in enumerate(b"0123456789abcdef"):
+        table[digit] = table[ord(chr(digit).upper())] = value
+    for blank in _WS:
+        table[blank] = _BLANK
+    table[ord("x")] = table[ord("X")] = _X
+    return bytes(table)
+
+
+_NIBBLE = _nibble_table()
 _DIGIT_MASK = np.array([0] + [(1 << (4 * k)) - 1 for k in range(1, 9)], np.uint32)
 _SPELL = bytes.maketrans(bytes(range(16)) + bytes([_BLANK, _X]), b"0123456789abcdef x")  # inverse
 _SLOTS = np.arange(8)
