@@ -43,14 +43,16 @@ def constant(value: Any, dtype: Any = None, op: str = "constant") -> Tensor:
 def to_tensor(value: Any, like: Tensor | None = None, dtype: Any = None) -> Tensor:
     """Tensors pass through; Parameters, arrays and numbers become constants.
 
-    Python numbers take the dtype of `like` (torch's type promotion for scalars).
+    Python numbers take the dtype of `like` (torch's type promotion for scalars);
+    floating arrays and Parameters take the compute dtype.
     """
     if isinstance(value, Tensor):
         return value
-    if dtype is None and like is not None and isinstance(value, (int, float, bool, np.number)):
+    scalar = isinstance(value, (int, float, bool, np.number))
+    if dtype is None and like is not None and scalar:
         dtype = like.dtype
-    if dtype is None and hasattr(value, "data") and not isinstance(value, np.ndarray):
-        arr = np.asarray(value.data)
+    if dtype is None and not scalar:
+        arr = np.asarray(value.data if hasattr(value, "data") and not isinstance(value, np.ndarray) else value)
         if dtypes.is_floating(arr.dtype):
             dtype = network.current().dtype
     return constant(value, dtype)

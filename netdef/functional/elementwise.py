@@ -39,15 +39,15 @@ def operands(*values: Any) -> list[Tensor]:
 
     Python scalars take the tensors' dtype (torch's rule), except that a float scalar makes
     an integer operation floating, as in torch. Scalars become constants of shape (1,)*rank.
+    Floating arrays and Parameters are stored in the floating dtype of the Tensors they meet.
     """
     net = network.current()
-    tensors = [v if isinstance(v, Tensor) else None for v in values]
-    for i, v in enumerate(values):
-        if tensors[i] is None and not isinstance(v, _SCALARS):
-            tensors[i] = to_tensor(v)
-    present = [t for t in tensors if t is not None]
-    if not present:
+    if not any(isinstance(v, Tensor) for v in values):
         net.fail(f"an elementwise op needs at least one Tensor operand, got {values!r}")
+    dtype = reduce(promote_types, [v.dtype for v in values if isinstance(v, Tensor)])
+    like = dtype if dtypes.is_floating(dtype) else None
+    values = [v if isinstance(v, (Tensor,) + _SCALARS) else to_tensor(v, dtype=like) for v in values]
+    present = [v for v in values if isinstance(v, Tensor)]
     dtype = reduce(promote_types, [t.dtype for t in present])
     if not dtypes.is_floating(dtype) and any(isinstance(v, (float, np.floating)) for v in values):
         dtype = "float32"
@@ -55,9 +55,8 @@ def operands(*values: Any) -> list[Tensor]:
         dtype = "int64"
     ndim = max(t.ndim for t in present)
     result = []
-    for v, t in zip(values, tensors):
-        if t is None:
-            t = constant(np.full((1,) * ndim, v), dtype)
+    for v in values:
+        t = v if isinstance(v, Tensor) else constant(np.full((1,) * ndim, v), dtype)
         result.append(broadcast_rank(cast(t, dtype), ndim))
     return result
 
