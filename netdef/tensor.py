@@ -58,6 +58,8 @@ class Tensor:
                         "instead of Python control flow on tensor values")
 
     # ---- operators: each forwards to the one functional op ---------------------
+    __array_ufunc__ = None  # numpy defers to our reflected operators: `array + x` is an add layer
+
     def __add__(self, other: Any) -> "Tensor":
         return _F().add(self, other)
 

@@ -195,6 +195,12 @@ def test_type_promotion():
     net, (y, z, w) = trace(lambda x: (x * 0.5, x + 1, F.cast(x, "float16") + F.cast(x, "float32")),
                            input_dtype="int32")
     assert (y.dtype, z.dtype, w.dtype) == ("float32", "int32", "float32")
+    # arrays are weights: stored in the dtype of the activation they meet, from either side
+    bias = np.ones(5, np.float32)
+    net, (y, z) = trace(lambda x: (x + bias, bias @ x.transpose(-1, -2)), dtype="float16")
+    assert (y.dtype, z.dtype) == ("float16", "float16") and z.shape == (2, 3, 4)
+    assert layer(net, "constant").get_output(0).dtype == netdef.dtypes.to_trt("float16")
+    assert layer(net, "add").get_input(1).name == "unsqueeze"
     net, (y,) = trace(lambda x: F.div(x, 2), input_dtype="int32")
     assert y.dtype == "float32"  # torch: true division of integers is floating
     net, (y,) = trace(lambda x: F.div(x, 2, rounding_mode="trunc"), input_dtype="int32")
@@ -464,7 +470,8 @@ def test_embedding_gathers_rows(dtype):
     (lambda x: x / 2, "div", True), (lambda x: 2 / x, "div", False),
     (lambda x: x // 2, "floor_divide", True), (lambda x: x ** 2, "pow", True),
     (lambda x: 2 ** x, "pow", False), (lambda x: x == 1, "eq", True), (lambda x: x < 1, "lt", True),
-    (lambda x: x > 1, "gt", True),
+    (lambda x: x > 1, "gt", True), (lambda x: np.ones(5, np.float32) + x, "add", False),
+    (lambda x: np.ones((2, 4), np.float32) @ x, "matmul", False), (lambda x: x @ np.ones((5, 2), np.float32), "matmul", True),
 ])
 def test_operators_forward_to_functional(expr, name, first_is_input):
     net, _ = trace(expr)
