@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from netdef import __version__, backend, dtypes
 from netdef.errors import BuildError
+from netdef.fileio import atomic_file
 from netdef.network import Input, Network
 from netdef.plan import Plan
 from netdef.trace import trace
@@ -102,9 +103,8 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         raise BuildError(f"TensorRT could not build network {net.name!r} ({backend.name()} "
                          f"{backend.version()}):\n  " + "\n  ".join(errors or ["no engine was returned"]))
     if cache is not None:
-        from netdef.plan import _atomic_write
-
-        _atomic_write(os.fspath(timing_cache), bytes(config.get_timing_cache().serialize()))
+        with atomic_file(timing_cache) as f:
+            f.write(memoryview(config.get_timing_cache().serialize()))
     meta = {
         "netdef_version": __version__,
         "backend": backend.name(),

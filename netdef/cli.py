@@ -169,6 +169,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch
 
     import netdef
@@ -178,8 +179,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     state = weights.load(args.weights)
     model.load_state_dict(state, strict=not args.non_strict)
     original = resolve_original(args.original)
-    tstate = {k: torch.from_numpy(v.astype("float32") if v.dtype.kind == "f" else v).reshape(
-        original.state_dict()[k].shape) for k, v in state.items() if k in original.state_dict()}
+    own = original.state_dict()
+    tstate = {k: torch.from_numpy(np.asarray(v, np.float32) if netdef.dtypes.is_floating(v.dtype) else v)
+              .reshape(own[k].shape).to(own[k].dtype) for k, v in state.items() if k in own}
     original.load_state_dict(tstate, strict=not args.non_strict)
     inputs = _inputs(args, model)
     gen = torch.Generator().manual_seed(args.seed)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 from netdef.errors import EngineError
+from netdef.fileio import atomic_file
 
 SIDECAR_SUFFIX = ".json"
 
@@ -33,22 +33,6 @@ class Plan(bytes):
     __str__ = __repr__
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".netdef-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def sidecar_path(path: str | os.PathLike) -> str:
     return os.fspath(path) + SIDECAR_SUFFIX
 
@@ -61,9 +45,11 @@ def save_engine(plan: bytes, path: str | os.PathLike) -> str:
     path = os.fspath(path)
     meta = dict(getattr(plan, "metadata", {}) or {})
     meta["plan_bytes"] = len(plan)
-    _atomic_write(sidecar_path(path) + ".partial", json.dumps(meta, indent=2).encode())
+    with atomic_file(sidecar_path(path) + ".partial") as f:
+        f.write(json.dumps(meta, indent=2).encode())
     try:
-        _atomic_write(path, bytes(plan))
+        with atomic_file(path) as f:
+            f.write(memoryview(plan))
     except BaseException:
         os.unlink(sidecar_path(path) + ".partial")
         raise

@@ -248,8 +248,6 @@ def test_interpolate_fractional_scale_is_a_clear_error():
         netdef.trace(lambda t: F.interpolate(t, scale_factor=1.5), netdef.Input("x", (1, 2, 5, 5)))
 
 
-@pytest.mark.xfail(strict=True, reason="reference runner reads IResizeLayer.shape of a resize layer whose shape "
-                   "is an input tensor; TensorRT logs an error that the next traced layer then reports")
 def test_dynamic_batch_resize_with_size():
     x = _x((3, 2, 4, 5))
     net = netdef.trace(Wrap(nn.Upsample(size=(6, 7), mode="bilinear")), netdef.Input("x", ((1, 2, 4), 2, 4, 5)))

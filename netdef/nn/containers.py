@@ -23,6 +23,9 @@ class Sequential(Module):
             return Sequential(OrderedDict(items[idx]))
         return items[idx][1]
 
+    def __setitem__(self, idx: int, module: Module) -> None:
+        self.add_module(list(self._modules)[idx], module)
+
     def __len__(self) -> int:
         return len(self._modules)
 

@@ -9,10 +9,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterator, Mapping, NamedTuple
 
+import ml_dtypes
 import numpy as np
 
 from netdef import dtypes, network
 from netdef.errors import NetdefError, WeightsError
+
+
+_ML_DTYPES = {name: np.dtype(getattr(ml_dtypes, name)) for name in
+              ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")}
 
 
 def to_numpy(value: Any) -> np.ndarray:
@@ -21,12 +26,12 @@ def to_numpy(value: Any) -> np.ndarray:
         return value
     if type(value).__module__.startswith("torch"):
         t = value.detach().cpu()
-        name = dtypes.name(t.dtype)
-        if name in ("bfloat16", "float8_e4m3fn"):
+        special = _ML_DTYPES.get(str(t.dtype).removeprefix("torch."))
+        if special is not None:  # numpy has no such dtype: reinterpret the bits via ml_dtypes
             import torch
 
-            bits = t.contiguous().view(torch.uint16 if name == "bfloat16" else torch.uint8).numpy()
-            return bits.view(dtypes.to_numpy(name))
+            bits = t.contiguous().view(torch.uint16 if special.itemsize == 2 else torch.uint8).numpy()
+            return bits.view(special)
         return t.numpy()
     if isinstance(value, Parameter):
         return value.data
@@ -232,7 +237,7 @@ class Module:
             target = current.data if kind == "_parameters" else current
             try:
                 fitted[key] = _fit(key, state_dict[key], target, flat)
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:  # TypeError: a dtype TensorRT has no type for
                 problems.append(f"  {key}: {exc}")
         if strict and (missing or unexpected or problems):
             lines = [f"cannot load state_dict{f' from {source}' if source else ''} into "

@@ -7,15 +7,14 @@ Only `.pt`/`.pth` need torch, and it is imported only when such a file is read.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections import Counter
-from typing import Any, BinaryIO, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from netdef.errors import WeightsError
+from netdef.fileio import atomic_file
 from netdef.nn.module import Parameter, to_numpy
 from netdef.weights import safetensors as _safetensors
 from netdef.weights import torchfile as _torchfile
@@ -25,8 +24,6 @@ __all__ = ["StateDict", "convert", "load", "save"]
 
 READ_FORMATS = (".wts", ".safetensors", ".pt", ".pth")
 WRITE_FORMATS = (".wts", ".safetensors")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class StateDict(dict):
@@ -95,7 +92,7 @@ def save(state_dict: Mapping[str, Any], path: str | os.PathLike, *, wts_variant:
         hint = "; pass model.state_dict()" if hasattr(state_dict, "state_dict") else ""
         raise WeightsError(f"save() takes a state_dict mapping, got {type(state_dict).__name__}{hint}")
     try:
-        with _atomic_file(path) as f:
+        with atomic_file(path) as f:
             if ext == ".wts":
                 _wts.write(f, arrays, wts_variant)
             else:
@@ -164,22 +161,3 @@ def _arrays(state: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
             raise WeightsError(f"{where}: key {key!r} holds {arr.dtype} data, not numbers")
         out[key] = arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
     return out
-
-
-@contextlib.contextmanager
-def _atomic_file(path: str) -> Iterator[BinaryIO]:
-    """A temp file beside `path`, renamed over it only after a complete, synced write."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".netdef-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would make exported weights private
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
