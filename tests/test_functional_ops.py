@@ -3,8 +3,6 @@ emitted layers, names, key attributes, output shapes and dtypes (fp32/fp16, stat
 one engine build per op family, and errors that name the module path and the user's line."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -341,6 +339,7 @@ def test_cat_stack_split_chunk():
     assert [n for n, _ in ops(net)] == ["unsqueeze", "unsqueeze_1", "stack"] and y.shape == (-1, 2, 3, 4, 5)
     net, parts = trace(lambda x: x.split([1, 2], 1), dynamic=True)
     s0, s1 = layer(net, "split"), layer(net, "split_1")
+    assert (tuple(s0.axes), tuple(s0.start), tuple(s0.shape)) == ((1,), (0,), (1,))
     assert (tuple(s1.axes), tuple(s1.start), tuple(s1.shape)) == ((1,), (1,), (2,))
     assert [p.shape for p in parts] == [(-1, 1, 4, 5), (-1, 2, 4, 5)]
     net, parts = trace(lambda x: x.chunk(3, -1))
@@ -428,7 +427,7 @@ def test_linear_without_bias_and_1d_input():
 def test_where_and_clamp():
     net, (y,) = trace(lambda x: F.where(x > 0, x, -1), dtype="float16", dynamic=True)
     assert layer(net, "where").type == trt.LayerType.SELECT and y.dtype == "float16"
-    net, _ = trace(lambda x: x.clamp(0.5) if hasattr(x, "clamp") else F.clamp(x, 0.5))
+    net, _ = trace(lambda x: F.clamp(x, 0.5))
     assert [(n, layer(net, n).op) for n, t in ops(net) if t == "ELEMENTWISE"] == [("maximum", EW.MAX)]
     net, _ = trace(lambda x: F.clamp(x, max=x[:1]))
     assert [n for n, t in ops(net) if t == "ELEMENTWISE"] == ["minimum"]
