@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 from netdef.errors import NetdefError
 
 EPILOG = """model specs: a file and a name (path/to/model.py:MyNet), a module and a name
-(mypkg.nets:MyNet), or a bundled model name (lenet5, resnet50, mobilenet_v2, ...).
+(mypkg.nets:MyNet), or a bundled model name (lenet5, resnet50, mobilenet_v2, yolov5s, ...).
 shapes: NAME=D,D,... where a dynamic D is MIN-OPT-MAX, e.g. x=1-8-32,3,224,224"""
 
 
@@ -37,49 +37,37 @@ def _load_attr(spec: str, what: str) -> Any:
     return getattr(module, attr)
 
 
-def bundled_models() -> dict[str, Callable[..., Any]]:
-    """Lower-case name -> constructor for every model in netdef.models."""
-    import pkgutil
-
-    import netdef.models as pkg
-
-    found: dict[str, Callable[..., Any]] = {}
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name.startswith("_") or info.name == "originals":
-            continue
-        module = importlib.import_module(f"netdef.models.{info.name}")
-        for name in getattr(module, "__all__", []):
-            found[name.lower()] = getattr(module, name)
-    return found
-
-
 def resolve_model(spec: str) -> Any:
     """A netdef model instance from a spec (see EPILOG)."""
-    factory = _load_attr(spec, "model") if ":" in spec else bundled_models().get(spec.lower())
-    if factory is None:
-        raise NetdefError(f"unknown model {spec!r}; bundled models: {', '.join(sorted(bundled_models()))}")
+    from netdef.models import MODELS, create
     from netdef.nn import Module
 
+    if ":" not in spec:
+        if spec.lower() not in MODELS:
+            raise NetdefError(f"unknown model {spec!r}; bundled models: {', '.join(MODELS)}")
+        model = create(spec)
+        object.__setattr__(model, "example_input_shape", MODELS[spec.lower()].input_shape)
+        return model
+    factory = _load_attr(spec, "model")
     return factory if isinstance(factory, Module) else factory()
 
 
 def resolve_original(spec: str) -> Any:
-    """The torch original: 'file.py:Class', 'torchvision:name', or a torchvision / originals name."""
-    if spec.startswith("torchvision:") or ":" not in spec:
-        name = spec.split(":", 1)[-1]
-        try:
-            import torchvision.models as tvm
+    """The torch original: 'file.py:Class', 'torchvision:name', or a bundled model's name."""
+    from netdef.models import MODELS
 
-            if hasattr(tvm, name):
-                return getattr(tvm, name)(weights=None)
-        except ImportError:
-            pass
-        import netdef.models.originals as originals
+    if spec.lower() in MODELS:
+        return MODELS[spec.lower()].original()
+    if spec.startswith("torchvision:"):
+        import torchvision.models as tvm
 
-        for attr in getattr(originals, "__all__", dir(originals)):
-            if attr.lower() == name.lower():
-                return getattr(originals, attr)()
-        raise NetdefError(f"unknown original {spec!r}: not in torchvision.models or netdef.models.originals")
+        name = spec.split(":", 1)[1]
+        if not hasattr(tvm, name):
+            raise NetdefError(f"unknown original {spec!r}: torchvision.models has no {name!r}")
+        return getattr(tvm, name)(weights=None)
+    if ":" not in spec:
+        raise NetdefError(f"unknown original {spec!r}: use file.py:Class, torchvision:NAME, or one of "
+                          f"{', '.join(MODELS)}")
     obj = _load_attr(spec, "original")
     return obj() if isinstance(obj, type) else obj
 
@@ -157,8 +145,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from netdef import inspect as nd_inspect
 
-    if os.path.isfile(args.target) and not args.target.endswith(".py"):
-        print(nd_inspect.describe_plan(args.target))
+    if os.path.isfile(args.model) and not args.model.endswith(".py"):
+        print(nd_inspect.describe_plan(args.model))
         return 0
     import netdef
 
@@ -240,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("inspect", cmd_inspect, "Show a network's layers (name, type, attributes, output shapes "
              "and dtypes, weight bytes), or a saved plan's metadata.")
-    sp.add_argument("target", metavar="MODEL_OR_PLAN", help="model spec, or an .engine file")
+    sp.add_argument("model", metavar="MODEL_OR_PLAN", help="model spec, or an .engine file")
     model_args(sp)
     sp.add_argument("--calls", action="store_true", help="also show every layer attribute TensorRT holds")
 
