@@ -5,19 +5,23 @@ import json
 import os
 from typing import Any
 
+import numpy as np
+
 from netdef import backend, dtypes
 from netdef.plan import load_plan
 
 # ILayer's own properties; everything else a concrete layer class exposes is its configuration
 _BASE = {"name", "type", "num_inputs", "num_outputs", "precision", "precision_is_set", "metadata",
          "reset_precision", "get_input", "get_output", "set_input", "get_output_type",
-         "set_output_type", "output_type_is_set", "reset_output_type", "set_precision"}
+         "set_output_type", "output_type_is_set", "reset_output_type", "set_precision", "num_ranks"}
 
 
 def layer_attributes(layer: Any) -> dict[str, Any]:
     """Every readable configuration property of a layer's concrete class."""
     layer = backend.downcast(layer)
     attrs = {}
+    if type(layer).type is not backend.trt().ILayer.type:  # activation/pooling type, e.g. RELU
+        attrs["type"] = layer.type
     for name in dir(type(layer)):
         if name.startswith("_") or name in _BASE:
             continue
@@ -30,22 +34,29 @@ def layer_attributes(layer: Any) -> dict[str, Any]:
     return attrs
 
 
-def _fmt(value: Any) -> str:
+def _weights_info(value: Any) -> tuple[str, int] | None:
+    """(dtype name, bytes) of a layer's weights, which the bindings return as Weights or numpy."""
     t = backend.trt()
     if isinstance(value, t.Weights):
-        return f"<Weights {dtypes.name(value.dtype)} x{value.size}>"
+        return dtypes.name(value.dtype), value.size * dtypes.to_numpy(value.dtype).itemsize
+    if isinstance(value, np.ndarray):
+        return str(value.dtype), value.nbytes
+    return None
+
+
+def _fmt(value: Any) -> str:
+    t = backend.trt()
+    info = _weights_info(value)
+    if info is not None:
+        n = value.size
+        return f"<weights {info[0]} x{n} ({info[1]:,} B)>"
     if isinstance(value, t.Dims) or isinstance(value, tuple):
         return str(tuple(value))
     return str(value).replace("\n", " ")
 
 
 def weight_bytes(layer: Any) -> int:
-    t = backend.trt()
-    total = 0
-    for value in layer_attributes(layer).values():
-        if isinstance(value, t.Weights):
-            total += value.size * dtypes.to_numpy(value.dtype).itemsize
-    return total
+    return sum(info[1] for info in map(_weights_info, layer_attributes(layer).values()) if info)
 
 
 def describe_network(net: Any, calls: bool = False) -> str:
@@ -58,12 +69,13 @@ def describe_network(net: Any, calls: bool = False) -> str:
     total = 0
     for i in range(network.num_layers):
         layer = network.get_layer(i)
+        kind = layer.type.name  # before downcast: activation/pooling layers shadow `type`
         ins = [layer.get_input(j).name for j in range(layer.num_inputs) if layer.get_input(j) is not None]
         outs = [f"{dtypes.name(layer.get_output(j).dtype)}{tuple(layer.get_output(j).shape)}"
                 for j in range(layer.num_outputs)]
         wb = weight_bytes(layer)
         total += wb
-        lines.append(f"  [{i:3d}] {layer.name:<32} {layer.type.name:<16} ({', '.join(ins)}) -> "
+        lines.append(f"  [{i:3d}] {layer.name:<32} {kind:<16} ({', '.join(ins)}) -> "
                      f"{', '.join(outs)}" + (f"  weights {wb:,} B" if wb else ""))
         if calls:
             for k, v in layer_attributes(layer).items():
