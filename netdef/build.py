@@ -60,17 +60,22 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
           **trace_kwargs: Any) -> Plan:
     """Trace `model` (unless it is already a Network) and build a serialized engine.
 
+    `model` may also be a raw INetworkDefinition created with netdef.backend.builder();
+    then `inputs` give the shape ranges of its inputs.
+
     workspace: bytes for TensorRT's scratch memory pool; optimization_level: 0-5
     (builder effort); timing_cache: a file read before and written after the build
     where the backend supports one; progress: show build phases (default: on a terminal).
     """
+    t = backend.trt()
     if isinstance(model, Network):
         if inputs:
             raise BuildError("build(network, ...) takes no Inputs: the network already has them")
         net = model
+    elif isinstance(model, t.INetworkDefinition):  # written with the raw API
+        net = Network.wrap(model, inputs)
     else:
         net = trace(model, *inputs, dtype=dtype, **trace_kwargs)
-    t = backend.trt()
     builder = net.builder
     config = builder.create_builder_config()
     if workspace is not None:

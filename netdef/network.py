@@ -97,17 +97,18 @@ def check_shared_dims(inputs: Sequence[Input]) -> None:
 class Network:
     """An INetworkDefinition under construction, with module-path bookkeeping."""
 
-    def __init__(self, name: str = "network", dtype: str = "float32") -> None:
+    def __init__(self, name: str = "network", dtype: str = "float32", network: Any = None) -> None:
         t = backend.trt()
         self.name = name
         self.dtype = dtypes.name(dtype)  # compute dtype for floating-point weights and activations
         backend.logger().take_errors()  # errors logged before this network are not its own
         self.builder = backend.builder()
-        flag = 1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-        self.network = self.builder.create_network(flag)
-        self.network.name = name
+        if network is None:
+            network = self.builder.create_network(1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+            network.name = name
+        self.network = network
         self.inputs: list[Input] = []
-        self.outputs: list[str] = []
+        self.outputs: list[str] = [network.get_output(i).name for i in range(network.num_outputs)]
         # module path -> one list of output tensor names per call, in call order
         self.module_outputs: dict[str, list[list[str]]] = {}
         # module path -> names of the layers created directly in it
@@ -121,6 +122,22 @@ class Network:
         self._producer: dict[str, Any] = {}
         self._token: contextvars.Token | None = None
         self._digest = hashlib.sha256()
+
+    @classmethod
+    def wrap(cls, network: Any, inputs: Sequence[Input]) -> "Network":
+        """A Network over an INetworkDefinition written with the raw API (created with
+        `netdef.backend.builder()`); `inputs` give each input's shape range for the build."""
+        net = cls(network.name or "network", network=network)
+        declared = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
+        for inp in inputs:
+            if inp.name not in declared:
+                raise TraceError(f"Input {inp.name!r} is not an input of network {network.name!r} "
+                                 f"(its inputs: {sorted(declared)})")
+            if len(declared[inp.name].shape) != len(inp.shape):
+                raise TraceError(f"Input {inp.name!r} has rank {len(inp.shape)} but the network declares "
+                                 f"{tuple(declared[inp.name].shape)}")
+        net.inputs = list(inputs)
+        return net
 
     # ---- activation -------------------------------------------------------
     def __enter__(self) -> "Network":
