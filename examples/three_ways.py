@@ -39,6 +39,7 @@ def raw_network(w: dict[str, np.ndarray]):
     pool = network.add_pooling_nd(relu.get_output(0), trt.PoolingType.MAX, (2, 2))
     pool.stride_nd = (2, 2)
     flat = network.add_shuffle(pool.get_output(0))
+    flat.zero_is_placeholder = False  # a 0 in reshape_dims means size 0, not "copy" (numpy semantics)
     flat.reshape_dims = (-1, 64)  # -1 is inferred at run time: the dynamic batch
     weight = network.add_constant((10, 64), trt.Weights(w["fc.weight"]))
     matmul = network.add_matrix_multiply(flat.get_output(0), trt.MatrixOperation.NONE,
