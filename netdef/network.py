@@ -111,6 +111,8 @@ class Network:
         self.outputs: list[str] = [network.get_output(i).name for i in range(network.num_outputs)]
         # module path -> one list of output tensor names per call, in call order
         self.module_outputs: dict[str, list[list[str]]] = {}
+        # module path -> one list of input tensor names per call (calibration reads these)
+        self.module_inputs: dict[str, list[list[str]]] = {}
         # module path -> names of the layers created directly in it
         self.module_layers: dict[str, list[str]] = {}
         # module path -> dtype override for that subtree

@@ -283,6 +283,8 @@ class Module:
         if path is None:  # a module created outside the traced tree, e.g. inside forward()
             base = type(self).__name__.lower()
             path = f"{net.scope}.{base}" if net.scope else base
+        if path:
+            net.module_inputs.setdefault(path, []).append([t.trt.name for t in _tensors(args)])
         override = net.dtype_overrides.get(path)
         with net.module_scope(path), net.compute_dtype(override):
             if override is not None:  # per-module precision: cast in, compute, cast back out
