@@ -311,10 +311,12 @@ class _TorchMemory:
         self.handle = self.stream.cuda_stream
 
     def empty(self, shape: Sequence[int], dtype: str) -> Any:
-        return self.torch.empty(tuple(shape), dtype=dtypes.to_torch(dtype), device=self.device)
+        # allocated on the engine's stream, so torch reuses the memory only after that stream's work
+        with self.torch.cuda.stream(self.stream):
+            return self.torch.empty(tuple(shape), dtype=dtypes.to_torch(dtype), device=self.device)
 
     def raw(self, nbytes: int) -> Any:
-        return self.torch.empty(max(int(nbytes), 1), dtype=self.torch.uint8, device=self.device)
+        return self.empty((max(int(nbytes), 1),), "uint8")
 
     @staticmethod
     def ptr(buf: Any) -> int:
