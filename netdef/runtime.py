@@ -28,7 +28,8 @@ import numpy as np
 
 from netdef import backend, dtypes
 from netdef.errors import EngineError
-from netdef.plan import Plan, _atomic_write, load_plan
+from netdef.fileio import atomic_file
+from netdef.plan import Plan, load_plan
 
 RUNTIME_CACHE_SUFFIX = ".runtime_cache"
 # TensorRT-RTX engines built with the default targets skip Turing (documented in its support matrix)
@@ -633,7 +634,8 @@ class Engine:
         if path is None or self._runtime_cache is None:
             return
         with self._lock:
-            _atomic_write(path, bytes(self._runtime_cache.serialize()))
+            with atomic_file(path) as f:
+                f.write(bytes(self._runtime_cache.serialize()))
 
     # ---- execution ----
     def _context(self) -> _Context:
