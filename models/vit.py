@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from netdef import functional as F
-from netdef import nn
+from netdef import network, nn
 
 
 class MultiheadAttention(nn.Module):
@@ -44,9 +44,9 @@ class MultiheadAttention(nn.Module):
 
     def forward(self, query: Any, key: Any, value: Any, need_weights: bool = False) -> tuple[Any, None]:
         if key is not query or value is not query:
-            raise NotImplementedError("MultiheadAttention supports self-attention (query is key is value) only")
+            network.current().fail("MultiheadAttention supports self-attention (query is key is value) only")
         if need_weights:
-            raise NotImplementedError("need_weights=True is not supported")
+            network.current().fail("MultiheadAttention: need_weights=True is not supported")
         n, seq = query.size(0), query.size(1)
         heads, d = self.num_heads, self.head_dim
         qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)  # (N, L, 3E)
@@ -120,8 +120,8 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: Any) -> Any:
         if tuple(x.shape[2:]) != (self.image_size, self.image_size):
-            raise ValueError(f"VisionTransformer expects {self.image_size}x{self.image_size} images, "
-                             f"got input shape {x.shape}")
+            network.current().fail(f"VisionTransformer expects {self.image_size}x{self.image_size} images, "
+                                   f"got input shape {x.shape}")
         n = x.size(0)
         x = F.permute(F.flatten(self.conv_proj(x), 2), (0, 2, 1))  # (N, patches, hidden)
         token = F.expand(F.to_tensor(self.class_token), (n, -1, -1))
