@@ -117,10 +117,22 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         "network": net.name,
         "dtype": net.dtype,
         "inputs": [i.to_json() for i in net.inputs],
-        "outputs": list(net.outputs),
+        "outputs": [_output_spec(net.network, name) for name in net.outputs],
         "weights_sha256": net.weights_digest,
         "weight_bytes": net.weight_bytes,
         "layers": net.network.num_layers,
         "build_seconds": round(seconds, 3),
     }
+    if backend.is_rtx() and config.num_compute_capabilities:
+        meta["compute_capabilities"] = [config.get_compute_capability(i).name
+                                        for i in range(config.num_compute_capabilities)]
     return Plan(serialized, meta)
+
+
+def _output_spec(network: Any, name: str) -> dict:
+    """Name, dtype and shape (-1 = dynamic) of an output, so a plan can be described without a GPU."""
+    for i in range(network.num_outputs):
+        out = network.get_output(i)
+        if out.name == name:
+            return {"name": name, "dtype": dtypes.name(out.dtype), "shape": list(out.shape)}
+    raise BuildError(f"network has no output named {name!r}")

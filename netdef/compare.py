@@ -246,7 +246,7 @@ def _run_engine(net: Network, feeds: Mapping[str, Any], trace_error: str | None)
                         net.network.mark_output(tensor)
                         marked.add(tname)
     engine = Engine(build(net, progress=False))
-    return dict(engine(**feeds))
+    return engine.run(**feeds)
 
 
 def _find_tensor(net: Network, name: str) -> Any:

@@ -5,6 +5,7 @@ sees a half-written engine, and a crash never leaves one behind.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -45,6 +46,8 @@ def save_engine(plan: bytes, path: str | os.PathLike) -> str:
     path = os.fspath(path)
     meta = dict(getattr(plan, "metadata", {}) or {})
     meta["plan_bytes"] = len(plan)
+    # without a GPU TensorRT checks only a plan's header; the digest catches a damaged body
+    meta["plan_sha256"] = hashlib.sha256(plan).hexdigest()
     with atomic_file(sidecar_path(path) + ".partial") as f:
         f.write(json.dumps(meta, indent=2).encode())
     try:
