@@ -9,6 +9,7 @@ from typing import Any, Callable
 from netdef import __version__, backend, dtypes
 from netdef.errors import BuildError
 from netdef.fileio import atomic_file
+from netdef.fold import fold_batchnorm as fold
 from netdef.network import Input, Network
 from netdef.plan import Plan
 from netdef.trace import trace
@@ -57,7 +58,7 @@ def _progress_monitor(stream: Any) -> Any:
 def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
           workspace: int | None = None, optimization_level: int | None = None,
           timing_cache: str | os.PathLike | None = None, progress: bool | None = None,
-          **trace_kwargs: Any) -> Plan:
+          fold_batchnorm: bool | None = None, **trace_kwargs: Any) -> Plan:
     """Trace `model` (unless it is already a Network) and build a serialized engine.
 
     `model` may also be a raw INetworkDefinition created with netdef.backend.builder();
@@ -65,7 +66,10 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
 
     workspace: bytes for TensorRT's scratch memory pool; optimization_level: 0-5
     (builder effort); timing_cache: a file read before and written after the build
-    where the backend supports one; progress: show build phases (default: on a terminal).
+    where the backend supports one; progress: show build phases (default: on a terminal);
+    fold_batchnorm: fold eval BatchNorm scale layers into the convolutions before them
+    (netdef.fold; default on when build traces the model itself, off for a given network,
+    because folding rewrites that network in place).
     """
     t = backend.trt()
     if isinstance(model, Network):
@@ -76,6 +80,8 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         net = Network.wrap(model, inputs)
     else:
         net = trace(model, *inputs, dtype=dtype, **trace_kwargs)
+        fold_batchnorm = True if fold_batchnorm is None else fold_batchnorm
+    folded = fold(net) if fold_batchnorm else 0
     builder = net.builder
     config = builder.create_builder_config()
     if workspace is not None:
@@ -121,6 +127,7 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         "weights_sha256": net.weights_digest,
         "weight_bytes": net.weight_bytes,
         "layers": net.network.num_layers,
+        "folded_batchnorms": folded,
         "build_seconds": round(seconds, 3),
     }
     if backend.is_rtx() and config.num_compute_capabilities:
