@@ -14,7 +14,7 @@ import torchvision
 
 import netdef
 from _model_helpers import random_original
-from netdef.models import lenet, mobilenetv2, originals, resnet, vgg, vit, yolov5
+from netdef.models import MODELS, create, lenet, mobilenetv2, originals, resnet, vgg, vit, yolov5
 
 
 @dataclass(frozen=True)
@@ -121,3 +121,13 @@ def test_yolov5_batchnorm_eps_is_ultralytics() -> None:
 def test_vit_rejects_other_image_sizes() -> None:
     with pytest.raises(netdef.TraceError, match="expects 32x32 images"):
         netdef.trace(vit.vit_tiny(), netdef.Input("x", (1, 3, 64, 64)))
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS) - set(CASES)))
+def test_registry_models_have_their_originals_names_and_shapes(name: str) -> None:
+    """Bundled models not compared above (e.g. vit_b_16, yolov5s): state_dict names and shapes."""
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        theirs = MODELS[name].original().state_dict()
+    ours = create(name).state_dict()
+    assert list(ours) == list(theirs)
+    assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in theirs.items()}
