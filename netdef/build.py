@@ -81,6 +81,8 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
     else:
         net = trace(model, *inputs, dtype=dtype, **trace_kwargs)
         fold_batchnorm = True if fold_batchnorm is None else fold_batchnorm
+    # identify the weights as loaded and traced, before folding derives new arrays from them
+    weights_sha256, weight_bytes = net.weights_digest, net.weight_bytes
     folded = fold(net) if fold_batchnorm else 0
     builder = net.builder
     config = builder.create_builder_config()
@@ -124,8 +126,8 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         "dtype": net.dtype,
         "inputs": [i.to_json() for i in net.inputs],
         "outputs": [_output_spec(net.network, name) for name in net.outputs],
-        "weights_sha256": net.weights_digest,
-        "weight_bytes": net.weight_bytes,
+        "weights_sha256": weights_sha256,
+        "weight_bytes": weight_bytes,
         "layers": net.network.num_layers,
         "folded_batchnorms": folded,
         "build_seconds": round(seconds, 3),
