@@ -124,6 +124,8 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         "backend_version": backend.version(),
         "network": net.name,
         "dtype": net.dtype,
+        "dtype_overrides": dict(net.dtype_overrides),
+        "quantization": _quantization_spec(net),
         "inputs": [i.to_json() for i in net.inputs],
         "outputs": [_output_spec(net.network, name) for name in net.outputs],
         "weights_sha256": weights_sha256,
@@ -136,6 +138,12 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         meta["compute_capabilities"] = [config.get_compute_capability(i).name
                                         for i in range(config.num_compute_capabilities)]
     return Plan(serialized, meta)
+
+
+def _quantization_spec(net: Network) -> dict | None:
+    """The Q/DQ type and the quantized module paths, so a sidecar says which layers run in 8 bits."""
+    config = getattr(net, "quantization", None)
+    return None if config is None else {"dtype": config.dtype, "modules": sorted(config.scales)}
 
 
 def _output_spec(network: Any, name: str) -> dict:

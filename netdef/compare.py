@@ -16,6 +16,7 @@ import numpy as np
 from netdef import dtypes, tolerance
 from netdef.errors import NetdefError, TraceError
 from netdef.network import Input, Network
+from netdef.quantize import QuantConfig
 from netdef.trace import trace
 
 
@@ -58,6 +59,11 @@ class Report:
     backend: str
     rows: list[Row] = field(default_factory=list)
     trace_error: str | None = None
+    quantization: str | None = None  # the Q/DQ type ("int8", ...) when compared with a QuantConfig
+
+    @property
+    def precision(self) -> str:
+        return self.dtype if self.quantization is None else f"{self.dtype} + {self.quantization} Q/DQ"
 
     @property
     def ok(self) -> bool:
@@ -73,7 +79,8 @@ class Report:
 
     def to_json(self) -> str:
         first = self.first_failure
-        return json.dumps({"ok": self.ok, "dtype": self.dtype, "backend": self.backend,
+        return json.dumps({"ok": self.ok, "dtype": self.dtype, "quantization": self.quantization,
+                           "backend": self.backend,
                            "first_failure": first.label if first else None,
                            "trace_error": self.trace_error,
                            "rows": [r.to_dict() for r in self.rows]}, indent=2)
@@ -83,8 +90,8 @@ class Report:
         n = sum(r.status != "missing" for r in self.rows)
         if self.ok:
             worst = max((r.stats.max_abs for r in self.rows if r.stats), default=0.0)
-            return f"OK: {n} module outputs match ({self.dtype}, {self.backend}); worst max|a-b| = {worst:.3g}"
-        lines = [f"FAIL: {len(self.failures)} of {n} module outputs differ ({self.dtype}, {self.backend})"]
+            return f"OK: {n} module outputs match ({self.precision}, {self.backend}); worst max|a-b| = {worst:.3g}"
+        lines = [f"FAIL: {len(self.failures)} of {n} module outputs differ ({self.precision}, {self.backend})"]
         if first is not None:
             detail = (f"shape {first.shape} vs torch {first.torch_shape}" if first.status == "shape"
                       else f"{first.stats}; atol >= {first.stats.needed_atol:.3g} would pass")
@@ -165,14 +172,18 @@ def compare(torch_model: Any, model: Any, inputs: Sequence[Any], dtype: Any = "f
             atol: float | None = None, rtol: float | None = None,
             tolerances: Mapping[str, tuple[float, float]] | None = None,
             backend: str = "reference", device: str = "cpu", input_names: Sequence[str] | None = None,
-            dtype_overrides: Mapping[str, Any] | None = None) -> Report:
+            dtype_overrides: Mapping[str, Any] | None = None,
+            quantization: QuantConfig | None = None) -> Report:
     """Compare every module's output of `model` (netdef) with `torch_model` on `inputs`.
 
     dtype: the port's compute precision; the torch original always runs in float32,
     so the report shows the port's drift. Tolerances default by dtype
     (netdef.tolerance.DEFAULT); override with atol/rtol, or per module path prefix
-    with tolerances={"layer4": (atol, rtol)}. backend="engine" runs a built engine
-    instead of the reference runner (needs a GPU the TensorRT backend supports).
+    with tolerances={"layer4": (atol, rtol)}. dtype_overrides and quantization (a
+    netdef.quantize.QuantConfig) go to trace; with quantization the default tolerances are
+    those of its 8-bit type, so the report shows each module's quantization error.
+    backend="engine" runs a built engine instead of the reference runner (needs a GPU
+    the TensorRT backend supports).
     """
     import torch
 
@@ -189,9 +200,11 @@ def compare(torch_model: Any, model: Any, inputs: Sequence[Any], dtype: Any = "f
     records, torch_outputs = _torch_records(torch_model, [a.float() if a.is_floating_point() else a
                                                           for a in args])
     specs = [Input(n, tuple(a.shape), dtypes.name(a.dtype)) for n, a in zip(names, args)]
-    report = Report(dtype=dtype, backend=backend)
+    report = Report(dtype=dtype, backend=backend, quantization=quantization.dtype if quantization else None)
+    tol_dtype = report.quantization or dtype
     try:
-        net: Network = trace(model, *specs, dtype=dtype, dtype_overrides=dict(dtype_overrides or {}))
+        net: Network = trace(model, *specs, dtype=dtype, dtype_overrides=dict(dtype_overrides or {}),
+                             quantization=quantization)
     except TraceError as exc:
         if getattr(exc, "network", None) is None:
             raise
@@ -210,11 +223,11 @@ def compare(torch_model: Any, model: Any, inputs: Sequence[Any], dtype: Any = "f
             continue
         for tname, t in zip(calls[call], touts):
             report.rows.append(_row(path, kind, call, values.get(tname), t, dtype,
-                                    _tolerance_for(path, dtype, atol, rtol, tolerances)))
+                                    _tolerance_for(path, tol_dtype, atol, rtol, tolerances)))
     if report.trace_error is None:
         for oname, t in zip(net.outputs, torch_outputs):
             report.rows.append(_row(f"<output {oname}>", type(torch_model).__name__, 0, values[oname], t,
-                                    dtype, _tolerance_for("", dtype, atol, rtol, tolerances)))
+                                    dtype, _tolerance_for("", tol_dtype, atol, rtol, tolerances)))
     return report
 
 

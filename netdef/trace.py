@@ -1,24 +1,30 @@
 """trace(): run a model's forward on symbolic inputs, producing a Network."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from netdef import dtypes
+from netdef import backend, dtypes, quantize
 from netdef.errors import TraceError
 from netdef.functional._core import cast
 from netdef.network import Input, Network, check_shared_dims
 from netdef.nn.module import Module, _tensors
 from netdef.tensor import Tensor
 
+_COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
+
 
 def trace(model: Module | Callable[..., Any], *inputs: Input, dtype: Any = "float32",
           output_names: Sequence[str] | None = None, output_dtype: Any = None,
-          name: str | None = None, dtype_overrides: dict[str, Any] | None = None) -> Network:
+          name: str | None = None, dtype_overrides: dict[str, Any] | None = None,
+          quantization: quantize.QuantConfig | None = None) -> Network:
     """Build the TensorRT network that `model(*inputs)` describes.
 
     `dtype` is the compute precision: floating inputs are cast to it at the
     boundary and weights are stored in it; outputs are cast back to the
     inputs' dtype (or `output_dtype`). Layers are named after module paths.
+    `dtype_overrides` {module path: dtype} computes a subtree in another floating
+    dtype (cast in, cast back out); `quantization` (a netdef.quantize.QuantConfig)
+    puts Q/DQ layers on the conv/linear ops of the modules it names.
     """
     if not inputs:
         raise TraceError("trace() needs at least one netdef.Input(name, shape)")
@@ -26,12 +32,24 @@ def trace(model: Module | Callable[..., Any], *inputs: Input, dtype: Any = "floa
         if not isinstance(inp, Input):
             raise TraceError(f"trace() inputs must be netdef.Input, got {type(inp).__name__}")
     check_shared_dims(inputs)
+    if quantization is not None and not isinstance(quantization, quantize.QuantConfig):
+        raise TraceError("quantization must be a netdef.quantize.QuantConfig, "
+                         f"got {type(quantization).__name__}")
+    overrides = {path: dtypes.name(dt) for path, dt in (dtype_overrides or {}).items()}
+    for path, dt in overrides.items():
+        if dt not in _COMPUTE_DTYPES:
+            raise TraceError(f"dtype_overrides[{path!r}] = {dt!r}: a module computes in float32, float16 or "
+                             "bfloat16 (8-bit types come from Q/DQ layers: netdef.quantize)")
     if isinstance(model, Module):
+        paths = {}
         for path, m in model.named_modules():
             object.__setattr__(m, "_netdef_path", path)
+            paths[path] = m
+        _check_paths(model, paths, overrides, "dtype_overrides")
+        _check_paths(model, paths, quantization.scales if quantization else (), "the quantization config")
     net = Network(name or type(model).__name__, dtype)
-    if dtype_overrides:
-        net.dtype_overrides = {k: dtypes.name(v) for k, v in dtype_overrides.items()}
+    net.dtype_overrides = overrides
+    net.quantization = quantization  # read by netdef.quantize.operands in conv/linear ops
     caller_dtype = next((i.dtype for i in inputs if dtypes.is_floating(i.dtype)), "float32")
     out_dtype = dtypes.name(output_dtype) if output_dtype is not None else caller_dtype
     try:
@@ -39,7 +57,17 @@ def trace(model: Module | Callable[..., Any], *inputs: Input, dtype: Any = "floa
     except TraceError as exc:
         exc.network = net  # the partial network, so compare() can still localize the fault
         raise
+    quantize.check_applied(net)
     return net
+
+
+def _check_paths(model: Module, paths: dict[str, Module], keys: Iterable[str], what: str) -> None:
+    """Every module path `what` names must exist in `model` (a typo would silently do nothing)."""
+    for key in keys:
+        if key not in paths:
+            near = sorted(p for p in paths if p and (p.endswith(key) or key.endswith(p)))[:3]
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise TraceError(f"{what} names module {key!r}, which {type(model).__name__} does not have{hint}")
 
 
 def _trace_into(net: Network, model: Any, inputs: Sequence[Input], output_names: Sequence[str] | None,
@@ -66,5 +94,22 @@ def _trace_into(net: Network, model: Any, inputs: Sequence[Input], output_names:
             raise TraceError(f"{len(output_names)} output names given for {len(outs)} outputs")
         for t, oname in zip(outs, output_names):
             if dtypes.is_floating(t.dtype):
-                t = cast(t, out_dtype)
+                t = cast(_before_override_cast(net, t, out_dtype), out_dtype)
             net.mark_output(t, oname)
+
+
+def _before_override_cast(net: Network, t: Tensor, dtype: str) -> Tensor:
+    """The tensor a dtype-override module computed, if `t` is its cast back to the outer dtype and
+    the network output wants `dtype` anyway: a float32 head in a float16 network must not be
+    rounded (or overflow) through float16 on its way to a float32 output."""
+    if t.trt.is_network_input:
+        return t
+    name = t.trt.name
+    layer = next((la for la in reversed(net.layers) if la.num_outputs == 1 and la.get_output(0).name == name),
+                 None)
+    if layer is None or layer.type != backend.trt().LayerType.CAST:
+        return t
+    src = layer.get_input(0)
+    if net.dtype_overrides.get(layer.name.split("#")[0]) != dtype or dtypes.name(src.dtype) != dtype:
+        return t
+    return Tensor(src, origin=t.origin)

@@ -2,7 +2,8 @@
 
 One helper, `_conv_nd`, maps every variant to TensorRT's convolution/deconvolution layer.
 Weights (Parameters or arrays) become kernel Weights in the dtype of the activation they
-meet. TensorRT has no 1-D convolution, so 1-D inputs get a trailing size-1 axis.
+meet; in a quantized module (netdef.quantize) the kernel is a Q/DQ tensor on input 1 instead.
+TensorRT has no 1-D convolution, so 1-D inputs get a trailing size-1 axis.
 TensorRT's deconvolution takes torch's ConvTranspose weight layout unchanged:
 (in_channels, out_channels / groups, *kernel). TensorRT-RTX 1.7 cannot build a bfloat16
 deconvolution, so bfloat16 activations are deconvolved in float32 and cast back.
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from netdef import network
+from netdef import network, quantize
 from netdef.functional._core import cast, constant, out, tuple_n
 from netdef.tensor import Tensor
 
@@ -90,12 +91,18 @@ def _conv_nd(op: str, n: int, input: Tensor, weight: Any, bias: Any, stride: Any
     dtype = input.dtype
     if transposed and dtype == "bfloat16":  # TensorRT-RTX 1.7 cannot build a bfloat16 deconvolution
         input = cast(input, "float32")
+    qweight = None
+    if not transposed:  # in a quantized module: Q/DQ on the input, and a Q/DQ kernel tensor
+        input, qweight = quantize.operands(input, w)
     bias_in_layer = b is not None and not any(extend)
     add = net.network.add_deconvolution_nd if transposed else net.network.add_convolution_nd
-    args = (input.trt, out_ch, kernel, net.weights(w, input.dtype))
+    kernel_weights = w if qweight is None else w.reshape(-1)[:0]  # empty: the kernel is input 1
+    args = (input.trt, out_ch, kernel, net.weights(kernel_weights, input.dtype))
     layer = add(*args, net.weights(b, input.dtype)) if bias_in_layer else add(*args)
     if layer is None:
         net.add(layer, op)  # raises with TensorRT's message
+    if qweight is not None:
+        layer.set_input(1, qweight.trt)
     layer.stride_nd, layer.dilation_nd, layer.num_groups = stride, dilation, groups
     layer.pre_padding, layer.post_padding = pre, post
     y = out(layer, op)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from netdef import network
+from netdef import network, quantize
 from netdef.functional._core import cast, constant, out, to_tensor, trt
 from netdef.functional.elementwise import add, broadcast_rank, promote_types
 from netdef.tensor import Tensor
@@ -39,14 +39,18 @@ def matmul(input: Any, other: Any) -> Tensor:
 def linear(input: Tensor, weight: Any, bias: Any = None) -> Tensor:
     """input @ weight.T + bias; constant weights are stored in the input's dtype.
 
-    The bias add, when present, is the last layer, so a module's name lands on it.
+    The bias add, when present, is the last layer, so a module's name lands on it. In a
+    quantized module (netdef.quantize) input and constant weight pass through Q/DQ layers.
     """
     batch = (1,) * max(input.ndim - 2, 0)
     if isinstance(weight, Tensor):
         w = cast(weight, input.dtype)
     else:
         arr = np.asarray(weight.data if hasattr(weight, "data") else weight)
-        w = constant(arr.reshape(batch + arr.shape), input.dtype, op="weight")
+        arr = arr.reshape(batch + arr.shape)
+        input, w = quantize.operands(input, arr, axis=len(batch))
+        if w is None:
+            w = constant(arr, input.dtype, op="weight")
     y = _matmul(input, w, True, "matmul")
     if bias is None:
         return y
