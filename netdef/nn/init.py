@@ -7,7 +7,7 @@ takes torch's `dtype=` constructor argument (None = float32).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -16,25 +16,36 @@ from netdef import dtypes
 _RNG = np.random.default_rng(0)
 
 
-def _as(arr: np.ndarray, dtype: Any) -> np.ndarray:
-    return arr.astype(np.float32 if dtype is None else dtypes.to_numpy(dtype))
+class Lazy:
+    """A default value made only when first read: most models are loaded right after
+    construction, so drawing ResNet-50's 25M random numbers up front (0.25 s) is waste."""
+
+    __slots__ = ("shape", "dtype", "_make")
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, make: Callable[[], np.ndarray]) -> None:
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(np.float32) if dtype is None else dtypes.to_numpy(dtype)
+        self._make = make
+
+    def materialize(self) -> np.ndarray:
+        return np.asarray(self._make(), dtype=self.dtype).reshape(self.shape)
 
 
-def kaiming_uniform(shape: tuple[int, ...], fan_in: int, dtype: Any = None) -> np.ndarray:
+def kaiming_uniform(shape: tuple[int, ...], fan_in: int, dtype: Any = None) -> Lazy:
     """torch's default for Conv/Linear weights: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     bound = 1.0 / math.sqrt(max(fan_in, 1))
-    return _as(_RNG.uniform(-bound, bound, size=shape), dtype)
+    return Lazy(shape, dtype, lambda: _RNG.uniform(-bound, bound, size=shape))
 
 
-def uniform_bias(n: int, fan_in: int, dtype: Any = None) -> np.ndarray:
+def uniform_bias(n: int, fan_in: int, dtype: Any = None) -> Lazy:
     return kaiming_uniform((n,), fan_in, dtype)
 
 
-def normal(shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:
+def normal(shape: tuple[int, ...], dtype: Any = None) -> Lazy:
     """N(0, 1): torch's default for Embedding weights."""
-    return _as(_RNG.standard_normal(shape), dtype)
+    return Lazy(shape, dtype, lambda: _RNG.standard_normal(shape))
 
 
-def full(shape: tuple[int, ...], value: float, dtype: Any = None) -> np.ndarray:
+def full(shape: tuple[int, ...], value: float, dtype: Any = None) -> Lazy:
     """Constant values: norm weights (1), biases and running means (0), PReLU slopes."""
-    return _as(np.full(shape, value), dtype)
+    return Lazy(shape, dtype, lambda: np.full(shape, value))

@@ -74,8 +74,9 @@ class Embedding(Module):
         self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
         if _weight is None:
             weight = init.normal((num_embeddings, embedding_dim), dtype)
-            if padding_idx is not None:
-                weight[padding_idx] = 0
+            if padding_idx is not None:  # torch zeroes the padding row
+                drawn = weight
+                weight = init.Lazy(drawn.shape, dtype, lambda: _zero_row(drawn.materialize(), padding_idx))
         else:
             weight = np.asarray(_weight)
         self.weight = Parameter(weight, requires_grad=not _freeze)
@@ -99,3 +100,8 @@ class Embedding(Module):
 
 
 __all__ = ["Dropout", "Embedding", "Flatten", "Upsample"]
+
+
+def _zero_row(weight: Any, row: int) -> Any:
+    weight[row] = 0
+    return weight

@@ -14,6 +14,7 @@ import numpy as np
 
 from netdef import dtypes, network
 from netdef.errors import NetdefError, WeightsError
+from netdef.nn.init import Lazy
 
 
 _ML_DTYPES = {name: np.dtype(getattr(ml_dtypes, name)) for name in
@@ -35,6 +36,8 @@ def to_numpy(value: Any) -> np.ndarray:
         return t.numpy()
     if isinstance(value, Parameter):
         return value.data
+    if isinstance(value, Lazy):
+        return value.materialize()
     return np.asarray(value)
 
 
@@ -42,22 +45,33 @@ class Parameter:
     """A named weight: a numpy array that becomes TensorRT Weights when traced."""
 
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
-        arr = np.empty(0, np.float32) if data is None else to_numpy(data)
-        if arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
-        self.data: np.ndarray = arr
+        self._lazy: Lazy | None = data if isinstance(data, Lazy) else None
+        self._data: np.ndarray | None = None
+        if self._lazy is None:
+            self.data = np.empty(0, np.float32) if data is None else to_numpy(data)
         self.requires_grad = requires_grad
 
     @property
+    def data(self) -> np.ndarray:
+        if self._data is None:  # a default value, made on first read (see nn.init.Lazy)
+            self._data, self._lazy = self._lazy.materialize(), None
+        return self._data
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        arr = np.asarray(value)
+        self._data, self._lazy = (arr.astype(np.float32) if arr.dtype == np.float64 else arr), None
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
+        return self._lazy.shape if self._data is None else tuple(self._data.shape)
 
     @property
     def dtype(self) -> str:
-        return dtypes.name(self.data.dtype)
+        return dtypes.name(self._lazy.dtype if self._data is None else self._data.dtype)
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(np.prod(self.shape, dtype=np.int64))
 
     def size(self, dim: int | None = None):
         return self.shape if dim is None else self.shape[dim]
@@ -71,8 +85,9 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list[str]
 
 
-def _fit(key: str, value: Any, target: np.ndarray, flat_source: bool) -> np.ndarray:
-    """Shape/dtype check of one loaded value against the model's array; returns the array to store."""
+def _fit(key: str, value: Any, target: Any, flat_source: bool) -> np.ndarray:
+    """Shape/dtype check of one loaded value against the model's Parameter or buffer array;
+    returns the array to store."""
     arr = to_numpy(value)
     want = tuple(target.shape)
     if tuple(arr.shape) != want:
@@ -83,9 +98,9 @@ def _fit(key: str, value: Any, target: np.ndarray, flat_source: bool) -> np.ndar
     src, dst = dtypes.name(arr.dtype), dtypes.name(target.dtype)
     if src != dst:
         if dtypes.is_floating(src) and dtypes.is_floating(dst):
-            arr = arr.astype(target.dtype)
+            arr = arr.astype(dtypes.to_numpy(dst))
         elif flat_source and not dtypes.is_floating(dst) and np.all(np.mod(arr, 1) == 0):
-            arr = arr.astype(target.dtype)  # .wts writes integer buffers as floats
+            arr = arr.astype(dtypes.to_numpy(dst))  # .wts writes integer buffers as floats
         else:
             raise ValueError(f"dtype {src} does not fit the model's {dst}")
     return arr
@@ -233,10 +248,8 @@ class Module:
         for key, (m, kind, name) in slots.items():
             if key not in state_dict:
                 continue
-            current = getattr(m, kind)[name]
-            target = current.data if kind == "_parameters" else current
             try:
-                fitted[key] = _fit(key, state_dict[key], target, flat)
+                fitted[key] = _fit(key, state_dict[key], getattr(m, kind)[name], flat)
             except (ValueError, TypeError) as exc:  # TypeError: a dtype TensorRT has no type for
                 problems.append(f"  {key}: {exc}")
         if strict and (missing or unexpected or problems):
