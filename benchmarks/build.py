@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from typing import Any
+from _machine import cpu_model
 
 ROUTES = ("netdef", "onnx-default", "onnx-legacy")
 SHAPES = {"lenet": (1, 1, 28, 28), "resnet50": (1, 3, 224, 224)}
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     work = tempfile.mkdtemp(prefix="netdef-bench-")
     all_runs: dict[str, list[dict]] = {}
     plans: dict[tuple, str] = {}
-    lines = [f"Machine: {os.cpu_count()} CPUs, {_cpu_model()}, {platform.system()} {platform.release()}; "
+    lines = [f"Machine: {os.cpu_count()} CPUs, {cpu_model()}, {platform.system()} {platform.release()}; "
              f"Python {platform.python_version()}; backend {_backend_name()} {_backend_version()}; "
              f"torch {_torch_version()}, onnxscript {_version('onnxscript')}. "
              f"Date: {datetime.date.today().isoformat()}; load average at start {os.getloadavg()[0]:.1f}. "
@@ -309,17 +310,6 @@ def _self_rss() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _backend_version() -> str:

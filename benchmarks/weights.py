@@ -11,10 +11,8 @@ file and is extrapolated, which the table says.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import struct
 import subprocess
 import sys
@@ -25,6 +23,7 @@ import numpy as np
 
 from netdef import weights
 from netdef.weights import wts
+from _machine import describe
 
 _CHILD = "--child"
 
@@ -113,18 +112,6 @@ def measure_rss(path: str, reader: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{datetime.date.today().isoformat()}, {model}, nproc={os.cpu_count()}, load average {load}, "
-            f"Python {platform.python_version()}, numpy {np.__version__}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=120, help=".wts text size and safetensors weight size, MB")
@@ -184,7 +171,7 @@ def main() -> None:
                      f"{r['touch_s']:.2f} s", f"peak RSS +{(r['peak'] - r['baseline']) / mb:.0f} MB = "
                      f"{(r['peak'] - r['baseline']) / r['bytes']:.2f}x weights",
                      "text is read whole, then freed"))
-    print(f"Machine: {machine()}\n")
+    print(f"Machine: {describe()}, numpy {np.__version__}\n")
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
