@@ -120,7 +120,7 @@ def _qdq(x: Tensor, scale: np.ndarray, axis: int, qtype: str, what: str, dtype: 
 def weight_scales(weight: np.ndarray, axis: int, qmax: float) -> np.ndarray:
     """Per-output-channel scales max|w| / qmax (float32); an all-zero channel gets scale 1."""
     w = np.abs(np.asarray(weight, np.float32))
-    amax = w.max(axis=tuple(d for d in range(w.ndim) if d != axis)) if w.ndim > 1 else w
+    amax = w.max(axis=tuple(d for d in range(w.ndim) if d != axis))
     return np.where(amax > 0, amax / np.float32(qmax), np.float32(1)).astype(np.float32)
 
 
