@@ -231,7 +231,7 @@ def _feeds(batch: Any, names: Sequence[str], index: int) -> dict:
 
 def calibrate(model: Any, calibration_batches: Iterable[Any], inputs: Sequence[Any] | None = None,
               method: str = "max", percentile: float = 99.99,
-              modules: Sequence[type] | Callable[[str, Any], bool] | None = None,
+              modules: type | Sequence[type] | Callable[[str, Any], bool] | None = None,
               dtype: Any = "int8") -> QuantConfig:
     """Activation scales for the conv/linear modules of `model`, from float32 reference runs.
 
@@ -256,8 +256,13 @@ def calibrate(model: Any, calibration_batches: Iterable[Any], inputs: Sequence[A
     qtype = QuantConfig({}, dtype).dtype
     if modules is None:
         modules = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-    select = modules if callable(modules) and not isinstance(modules, type) else \
-        (lambda _p, m, kinds=tuple(modules): isinstance(m, kinds))
+    if callable(modules) and not isinstance(modules, type):
+        select = modules
+    else:  # a class or a sequence of classes
+        kinds = (modules,) if isinstance(modules, type) else tuple(modules)
+
+        def select(_path: str, m: Any) -> bool:
+            return isinstance(m, kinds)
     chosen = [path for path, m in model.named_modules() if path and select(path, m)]
     if not chosen:
         raise QuantizationError(f"no module of {type(model).__name__} matches `modules`, so there is "

@@ -95,7 +95,8 @@ def test_quantized_op_matches_torch_fake_quantization(rng, case, qtype):
     out = run(net, {"x": x})["output"]
     w, b = (torch.from_numpy(model.op.weight.data), torch.from_numpy(model.op.bias.data))
     wscale = w.abs().reshape(w.shape[0], -1).amax(1) / qmax  # per output channel
-    expected = torch_op(fake_quant(x, torch.tensor(scale), None, qtype), fake_quant(w, wscale, 0, qtype), b, **kwargs)
+    xq, wq = fake_quant(x, torch.tensor(scale), None, qtype), fake_quant(w, wscale, 0, qtype)
+    expected = torch_op(xq, wq, b, **kwargs)
     netdef.tolerance.assert_close(out, expected, "float32", what=f"{qtype} {case}")
     unquantized = torch_op(x, w, b, **kwargs)
     assert float((out - unquantized).abs().max()) > 1e-3  # quantization really happened
@@ -143,6 +144,7 @@ def test_dict_batches_and_input_specs(rng):
     assert set(config.scales) == {"conv", "fc"}
     ranged = calibrate(model, batches, modules=lambda path, m: path == "fc")
     assert list(ranged.scales) == ["fc"] and ranged.scales["fc"] == config.scales["fc"]
+    assert calibrate(model, batches, modules=dnn.Conv2d).scales == {"conv": config.scales["conv"]}
 
 
 @pytest.fixture(scope="module")
