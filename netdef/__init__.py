@@ -8,11 +8,11 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from netdef import dtypes, functional, nn, reference, weights  # noqa: E402
+from netdef import dtypes, functional, nn, quantize, reference, weights  # noqa: E402
 from netdef.build import build  # noqa: E402
 from netdef.compare import Report, compare  # noqa: E402
 from netdef.errors import (BackendError, BuildError, EngineError, NetdefError,  # noqa: E402
-                           TraceError, WeightsError)
+                           QuantizationError, RunnerError, TraceError, WeightsError)
 from netdef.network import Input, Network  # noqa: E402
 from netdef.plan import Plan, load_plan, save_engine  # noqa: E402
 from netdef.tensor import Tensor  # noqa: E402
@@ -20,8 +20,9 @@ from netdef.trace import trace  # noqa: E402
 
 __all__ = [
     "BackendError", "BuildError", "Engine", "EngineError", "Input", "NetdefError", "Network", "Plan",
+    "QuantizationError", "RunnerError",
     "Report", "Tensor", "TraceError", "WeightsError", "build", "compare", "dtypes", "functional",
-    "load_plan", "nn", "reference", "save_engine", "trace", "weights",
+    "load_plan", "nn", "quantize", "reference", "save_engine", "trace", "weights",
 ]
 
 

@@ -142,7 +142,7 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
 
 def _quantization_spec(net: Network) -> dict | None:
     """The Q/DQ type and the quantized module paths, so a sidecar says which layers run in 8 bits."""
-    config = getattr(net, "quantization", None)
+    config = net.quantization
     return None if config is None else {"dtype": config.dtype, "modules": sorted(config.scales)}
 
 

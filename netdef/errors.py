@@ -31,6 +31,10 @@ class RunnerError(NetdefError, ValueError):
     """The reference runner cannot run this network or these inputs."""
 
 
+class QuantizationError(NetdefError, ValueError):
+    """A calibration or quantization config is unusable; names the module, batch or file."""
+
+
 class EngineError(NetdefError):
     """A plan file is missing, corrupt, or made for another backend or GPU."""
 

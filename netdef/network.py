@@ -117,6 +117,7 @@ class Network:
         self.module_layers: dict[str, list[str]] = {}
         # module path -> dtype override for that subtree
         self.dtype_overrides: dict[str, str] = {}
+        self.quantization: Any = None  # a netdef.quantize.QuantConfig, set by trace
         self._keepalive: list[Any] = []
         self._scope: list[str] = []
         self._dtype_stack: list[str] = []

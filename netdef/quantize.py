@@ -26,17 +26,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from netdef import dtypes, network
-from netdef.errors import NetdefError, TraceError
+from netdef.errors import QuantizationError, TraceError
 from netdef.functional._core import constant, out
 from netdef.tensor import Tensor
 
 # largest representable magnitude of each quantized type: scale = range / QMAX
 QMAX: dict[str, float] = {"int8": 127.0, "float8_e4m3fn": 448.0}
 HISTOGRAM_BINS = 2048
-
-
-class QuantizationError(NetdefError, ValueError):
-    """A calibration or quantization config is unusable; names the module, batch or file."""
 
 
 @dataclass
@@ -132,7 +128,7 @@ def operands(x: Tensor, weight: np.ndarray, axis: int = 0) -> tuple[Tensor, Tens
     weight constant with per-channel scales along `axis`), both dequantized to x's dtype.
     """
     net = network.current()
-    config: QuantConfig | None = getattr(net, "quantization", None)
+    config: QuantConfig | None = net.quantization
     if config is None or net.scope not in config.scales:
         return x, None
     xq = _qdq(x, np.float32(config.scales[net.scope]), 0, config.dtype, "input", x.dtype)
@@ -144,7 +140,7 @@ def operands(x: Tensor, weight: np.ndarray, axis: int = 0) -> tuple[Tensor, Tens
 def check_applied(net: Any) -> None:
     """Every module the network's config names must have quantized a conv/linear op (trace checks
     that the paths exist); otherwise the config would silently do nothing there."""
-    config: QuantConfig | None = getattr(net, "quantization", None)
+    config: QuantConfig | None = net.quantization
     for path in config.scales if config is not None else ():
         if not any(name.startswith(f"{path}/input_quantize") for name in net.module_layers.get(path, [])):
             raise TraceError(f"module {path!r} is in the quantization config but ran no convolution "

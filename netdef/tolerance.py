@@ -19,8 +19,10 @@ DEFAULT: dict[str, tuple[float, float]] = {
     "float32": (1e-4, 1e-4),
     "float16": (5e-2, 2e-2),
     "bfloat16": (2.5e-1, 1e-1),
-    "float8_e4m3fn": (2.5e-1, 2.5e-1),
-    "int8": (2.5e-1, 2.5e-1),
+    # 8-bit Q/DQ (netdef.quantize), measured on a ResNet-18 port over three seeds: int8 with
+    # max calibration needs atol 0.29 at rtol 0.25, FP8 up to 0.64 (docs/precision.md)
+    "float8_e4m3fn": (1.0, 2.5e-1),
+    "int8": (5e-1, 2.5e-1),
 }
 
 
