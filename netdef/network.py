@@ -80,6 +80,24 @@ class Input:
                 "dim_names": [d[0] for d in self.dims]}
 
 
+def shape_mismatch(name: str, shape: Sequence[int], declared: Sequence[int], lo: Sequence[int] | None = None,
+                   hi: Sequence[int] | None = None, opt: Sequence[int] | None = None,
+                   what: str = "the network") -> str | None:
+    """Why a concrete input `shape` does not fit `declared` (-1 = dynamic) and the lo..hi range;
+    None if it fits. Shared by the reference runner and the engine runtime."""
+    shape, declared = tuple(int(d) for d in shape), tuple(int(d) for d in declared)
+    if len(shape) != len(declared):
+        return f"input {name!r} has rank {len(shape)} (shape {shape}) but {what} declares rank {len(declared)}: {declared}"
+    for d, (got, want) in enumerate(zip(shape, declared)):
+        if want >= 0 and got != want:
+            return f"input {name!r} dim {d} is {got} but {what} was built for {want}; shape {shape}, declared {declared}"
+        if want < 0 and lo is not None and hi is not None and not lo[d] <= got <= hi[d]:
+            hint = f" (opt {opt[d]})" if opt is not None else ""
+            return (f"input {name!r} dim {d} is {got}, outside the range [{lo[d]}, {hi[d]}]{hint} {what} was "
+                    f"built for; rebuild with a wider netdef.Input range")
+    return None
+
+
 def check_shared_dims(inputs: Sequence[Input]) -> None:
     """Inputs that share a named dimension must agree on its range."""
     seen: dict[str, tuple[str, DimSpec]] = {}

@@ -29,6 +29,7 @@ import numpy as np
 from netdef import backend, dtypes
 from netdef.errors import EngineError
 from netdef.fileio import atomic_file
+from netdef.network import shape_mismatch
 from netdef.plan import Plan, load_plan
 
 RUNTIME_CACHE_SUFFIX = ".runtime_cache"
@@ -90,20 +91,12 @@ def check_input_shapes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequenc
         parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
         raise InputError(f"engine inputs are {names}; got {list(shapes)} ({', '.join(parts)})")
     for spec in specs:
-        shape = tuple(int(d) for d in shapes[spec.name])
         if spec.shape is None:
             continue
-        if len(shape) != len(spec.shape):
-            raise InputError(f"input {spec.name!r} has shape {shape} ({len(shape)} dims) but the engine "
-                             f"expects {len(spec.shape)} dims: {spec.shape}")
-        for d, (got, want) in enumerate(zip(shape, spec.shape)):
-            if want >= 0 and got != want:
-                raise InputError(f"input {spec.name!r} dim {d} is {got} but the engine was built for "
-                                 f"{want} (static); shape {shape}, expected {spec.shape}")
-            if want < 0 and spec.min is not None and not spec.min[d] <= got <= spec.max[d]:
-                raise InputError(f"input {spec.name!r} dim {d} is {got}, outside the optimization "
-                                 f"profile's range [{spec.min[d]}, {spec.max[d]}] (opt {spec.opt[d]}); "
-                                 f"rebuild with a wider netdef.Input range")
+        problem = shape_mismatch(spec.name, shapes[spec.name], spec.shape, spec.min, spec.max, spec.opt,
+                                 what="the engine")
+        if problem:
+            raise InputError(problem)
 
 
 def check_input_dtype(spec: TensorSpec, dtype: Any) -> None:

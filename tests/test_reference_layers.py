@@ -361,7 +361,7 @@ def test_dynamic_reshape_from_shape_tensors():
     for b in (1, 3):
         x = rand(b, 4, 3)
         assert torch.equal(run1(net, x=x), x.reshape(2 * b, -1))
-    with pytest.raises(netdef.NetdefError, match="'x'.*outside the Input's range"):
+    with pytest.raises(netdef.NetdefError, match=r"'x' dim 0 is \d+, outside the range"):
         R.run(net, {"x": rand(5, 4, 3)})
 
 
@@ -723,7 +723,7 @@ def test_bad_inputs_name_the_input():
         R.run(net, {})
     with pytest.raises(netdef.NetdefError, match="'x' has rank 3"):
         R.run(net, {"x": rand(2, 3, 1)})
-    with pytest.raises(netdef.NetdefError, match=r"'x' has shape \(2, 4\).*dimension 1 must be 3"):
+    with pytest.raises(netdef.NetdefError, match=r"'x' dim 1 is 4 but the network was built for 3; shape \(2, 4\)"):
         R.run(net, {"x": rand(2, 4)})
     with pytest.raises(netdef.NetdefError, match="'x' has dtype torch.float64"):
         R.run(net, {"x": rand(2, 3).double()})

@@ -21,6 +21,7 @@ import numpy as np
 
 from netdef import backend, dtypes
 from netdef.errors import RunnerError
+from netdef.network import shape_mismatch
 from netdef.reference.layers import LAYERS, Context
 
 
@@ -225,19 +226,10 @@ class Program:
             if x.dtype != spec.dtype:
                 raise RunnerError(f"input {spec.name!r} has dtype {x.dtype} but the network declares "
                                   f"{spec.dtype}")
-            shape = tuple(x.shape)
-            if len(shape) != len(spec.shape):
-                raise RunnerError(f"input {spec.name!r} has rank {len(shape)} (shape {shape}) but the "
-                                  f"network declares rank {len(spec.shape)} {spec.shape}")
-            for d, (got, want) in enumerate(zip(shape, spec.shape)):
-                if want >= 0 and got != want:
-                    raise RunnerError(f"input {spec.name!r} has shape {shape} but the network declares "
-                                      f"{spec.shape} (dimension {d} must be {want})")
-            if spec.bounds is not None:
-                lo, hi = spec.bounds
-                if any(not a <= g <= b for g, a, b in zip(shape, lo, hi)):
-                    raise RunnerError(f"input {spec.name!r} has shape {shape}, outside the Input's range "
-                                      f"min {tuple(lo)} .. max {tuple(hi)}")
+            lo, hi = spec.bounds if spec.bounds is not None else (None, None)
+            problem = shape_mismatch(spec.name, x.shape, spec.shape, lo, hi)
+            if problem:
+                raise RunnerError(problem)
             values[spec.slot] = x.to(spec.storage)
 
     def __call__(self, inputs: Mapping[str, Any], all_tensors: bool = False) -> dict:
