@@ -6,6 +6,9 @@ module's output. TensorRT-RTX does not fuse that pair as tightly as a single con
 BatchNorm away), so build() folds it: kernel *= scale per output channel, bias = bias *
 scale + shift, and the scale layer's consumers read the convolution instead. The rewrite
 happens in place; the orphaned scale layer is dropped by TensorRT's dead-layer pruning.
+
+Memory: kernels the network cast itself (fp16/bf16 builds) are rescaled in place; a
+kernel that is the model's own array (fp32 builds) is copied, never modified.
 """
 from __future__ import annotations
 
@@ -17,11 +20,10 @@ from netdef import backend
 from netdef.network import Network
 
 
-def _array(value: Any) -> np.ndarray | None:
-    """Weights the bindings return as numpy; None when unreadable (e.g. bfloat16)."""
+def _small(value: Any) -> np.ndarray | None:
+    """A scale layer's per-channel weights as float32 (None when unreadable, e.g. bfloat16)."""
     try:
-        arr = value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else value
-        return np.asarray(arr)
+        return np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float32)
     except (TypeError, RuntimeError, ValueError):
         return None
 
@@ -30,15 +32,15 @@ def fold_batchnorm(net: Network) -> int:
     """Fold CHANNEL-mode scale layers (power 1) into the convolution producing their input.
 
     Only pairs where the convolution's output feeds nothing else and is not a network
-    output are folded. Returns the number of folded pairs.
+    output, and whose kernel netdef itself gave TensorRT, are folded. Returns the count.
     """
     t = backend.trt()
     network = net.network
     layers = [network.get_layer(i) for i in range(network.num_layers)]
     producer, consumers = {}, {}
-    for layer in layers:
+    for i, layer in enumerate(layers):
         for j in range(layer.num_outputs):
-            producer[layer.get_output(j).name] = layer
+            producer[layer.get_output(j).name] = i
         for j in range(layer.num_inputs):
             x = layer.get_input(j)
             if x is not None:
@@ -50,27 +52,28 @@ def fold_batchnorm(net: Network) -> int:
             continue
         scale_layer = backend.downcast(layer)
         x, y = scale_layer.get_input(0), scale_layer.get_output(0)
-        conv = producer.get(x.name)
-        if (conv is None or conv.type != t.LayerType.CONVOLUTION or len(consumers.get(x.name, [])) != 1
-                or x.name in outputs or y.name in outputs or scale_layer.mode != t.ScaleMode.CHANNEL
-                or scale_layer.channel_axis != 1):
+        index = producer.get(x.name)
+        if (index not in net.conv_arrays or len(consumers.get(x.name, [])) != 1 or x.name in outputs
+                or y.name in outputs or scale_layer.mode != t.ScaleMode.CHANNEL or scale_layer.channel_axis != 1):
             continue
-        conv = backend.downcast(conv)
-        if conv.num_inputs > 1 and conv.get_input(1) is not None:
-            continue  # the kernel is a tensor (Q/DQ), not weights
-        kernel, bias = _array(conv.kernel), _array(conv.bias)
-        scale, shift, power = (_array(w) for w in (scale_layer.scale, scale_layer.shift, scale_layer.power))
-        if kernel is None or bias is None or scale is None or shift is None or power is None:
+        scale, shift, power = (_small(w) for w in (scale_layer.scale, scale_layer.shift, scale_layer.power))
+        if scale is None or shift is None or power is None or (power.size and not np.all(power == 1)):
             continue
-        if power.size and not np.all(power == 1):
-            continue
-        c = conv.num_output_maps
-        s = scale.astype(np.float64) if scale.size else np.ones(c)
-        b = bias.astype(np.float64) if bias.size else np.zeros(c)
-        sh = shift.astype(np.float64) if shift.size else np.zeros(c)
-        new_kernel = (kernel.astype(np.float64).reshape(c, -1) * s[:, None]).reshape(kernel.shape)
-        conv.kernel = net.weights(new_kernel, kernel.dtype)
-        conv.bias = net.weights(b * s + sh, kernel.dtype)
+        kernel, bias = net.conv_arrays[index]
+        c = kernel.shape[0]
+        s = scale if scale.size else np.ones(c, np.float32)
+        sh = shift if shift.size else np.zeros(c, np.float32)
+        b = bias.astype(np.float32) if bias is not None else np.zeros(c, np.float32)
+        conv = backend.downcast(layers[index])
+        if net.owns(kernel):  # our own cast copy: rescale it in place, channel by channel
+            for o in range(c):
+                kernel[o] = (kernel[o].astype(np.float32) * s[o]).astype(kernel.dtype)
+        else:  # the model's array: never modify it
+            kernel = net.keep_as((kernel.reshape(c, -1) * s[:, None]).reshape(kernel.shape).astype(kernel.dtype))
+            conv.kernel = net.as_weights(kernel)
+        new_bias = net.keep_as((b * s + sh).astype(kernel.dtype))
+        conv.bias = net.as_weights(new_bias)
+        net.conv_arrays[index] = (kernel, new_bias)
         for consumer, j in consumers.get(y.name, []):
             consumer.set_input(j, x)
         folded += 1

@@ -137,6 +137,10 @@ class Network:
         self.dtype_overrides: dict[str, str] = {}
         self.quantization: Any = None  # a netdef.quantize.QuantConfig, set by trace
         self._keepalive: list[Any] = []
+        self._owned: set[int] = set()
+        # convolution layer index -> (kernel, bias or None) arrays as given to TensorRT,
+        # so build-time BatchNorm folding reads them without copying them back out
+        self.conv_arrays: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         self._scope: list[str] = []
         self._dtype_stack: list[str] = []
         self._used_names: set[str] = set()
@@ -270,15 +274,29 @@ class Network:
         self._digest.update(memoryview(array.reshape(-1).view(np.uint8)))
         return array
 
-    def weights(self, array: np.ndarray, dtype: Any = None):
-        """trt.Weights over `array` (cast to `dtype`), valid for the network's lifetime."""
-        t = backend.trt()
+    def keep_as(self, array: np.ndarray, dtype: Any = None) -> np.ndarray:
+        """`array` cast to `dtype` (a copy the network owns) and kept alive until the build ends."""
         if dtype is not None and np.dtype(array.dtype) != dtypes.to_numpy(dtype):
-            array = np.asarray(array).astype(dtypes.to_numpy(dtype))
-        array = self.keep(array)
+            array = self.keep(np.asarray(array).astype(dtypes.to_numpy(dtype)))
+            self._owned.add(id(array))
+            return array
+        return self.keep(array)
+
+    def owns(self, array: np.ndarray) -> bool:
+        """True for arrays the network made itself (casts), which it may rewrite in place."""
+        return id(array) in self._owned
+
+    @staticmethod
+    def as_weights(array: np.ndarray):
+        """trt.Weights over a kept array (TensorRT keeps only the pointer)."""
+        t = backend.trt()
         if array.size == 0:
             return t.Weights(dtypes.to_trt(array.dtype))
         return t.Weights(dtypes.to_trt(array.dtype), array.ctypes.data, array.size)
+
+    def weights(self, array: np.ndarray, dtype: Any = None):
+        """trt.Weights over `array` (cast to `dtype`), valid for the network's lifetime."""
+        return self.as_weights(self.keep_as(array, dtype))
 
     @property
     def weights_digest(self) -> str:

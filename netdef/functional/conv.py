@@ -97,10 +97,14 @@ def _conv_nd(op: str, n: int, input: Tensor, weight: Any, bias: Any, stride: Any
     bias_in_layer = b is not None and not any(extend)
     add = net.network.add_deconvolution_nd if transposed else net.network.add_convolution_nd
     kernel_weights = w if qweight is None else w.reshape(-1)[:0]  # empty: the kernel is input 1
-    args = (input.trt, out_ch, kernel, net.weights(kernel_weights, input.dtype))
-    layer = add(*args, net.weights(b, input.dtype)) if bias_in_layer else add(*args)
+    k_arr = net.keep_as(kernel_weights, input.dtype)
+    b_arr = net.keep_as(b, input.dtype) if bias_in_layer else None
+    args = (input.trt, out_ch, kernel, net.as_weights(k_arr))
+    layer = add(*args, net.as_weights(b_arr)) if bias_in_layer else add(*args)
     if layer is None:
         net.add(layer, op)  # raises with TensorRT's message
+    if not transposed and qweight is None:
+        net.conv_arrays[net.network.num_layers - 1] = (k_arr, b_arr)
     if qweight is not None:
         layer.set_input(1, qweight.trt)
     layer.stride_nd, layer.dilation_nd, layer.num_groups = stride, dilation, groups
