@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from netdef.models.yolov5 import OUTPUTS, autopad, scaled_layers
+
 
 class LeNet5(nn.Module):
     """LeNet-5 for 1x28x28 digits (ReLU and average pooling, padding 2 on the first conv)."""
@@ -39,14 +41,10 @@ class LeNet5(nn.Module):
 
 # ---- YOLOv5-style backbone + neck (Ultralytics v6.0 layout, module names as Ultralytics') ----
 
-def _autopad(k: int, p: int | None = None) -> int:
-    return k // 2 if p is None else p
-
-
 class Conv(nn.Module):
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(c1, c2, k, s, _autopad(k, p), groups=g, bias=False)
+        self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p), groups=g, bias=False)
         self.bn = nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)
         self.act = nn.SiLU()
 
@@ -107,8 +105,6 @@ class YOLOv5(nn.Module):
     """Backbone + neck from the layer table in netdef.models.yolov5; returns (P3, P4, P5)."""
 
     def __init__(self, depth_multiple: float = 0.33, width_multiple: float = 0.25, in_channels: int = 3) -> None:
-        from netdef.models.yolov5 import OUTPUTS, scaled_layers
-
         super().__init__()
         specs = scaled_layers(depth_multiple, width_multiple, in_channels)
         kinds = {"Conv": Conv, "C3": C3, "SPPF": SPPF, "Concat": Concat}
