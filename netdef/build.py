@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 from netdef import __version__, backend, dtypes
 from netdef.errors import BuildError

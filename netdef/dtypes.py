@@ -13,7 +13,7 @@ import numpy as np
 
 from netdef.backend import trt
 
-# name -> (numpy dtype, TensorRT DataType attribute name, bytes per element)
+# name -> (numpy dtype, TensorRT DataType attribute name)
 _TABLE: dict[str, tuple[np.dtype, str]] = {
     "float32": (np.dtype(np.float32), "FLOAT"),
     "float16": (np.dtype(np.float16), "HALF"),
@@ -43,8 +43,8 @@ def name(dtype: Any) -> str:
         raise TypeError(f"unknown dtype {dtype!r}; expected one of {sorted(_TABLE)}")
     if type(dtype).__module__.startswith("torch"):
         return name(str(dtype))
-    t = trt()
-    if isinstance(dtype, t.DataType):
+    if type(dtype).__module__.startswith("tensorrt"):  # only then is TensorRT needed
+        t = trt()
         for key, (_, attr) in _TABLE.items():
             if getattr(t.DataType, attr) == dtype:
                 return key

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from netdef import backend, dtypes, network
+from netdef.arrays import to_numpy
 from netdef.errors import user_frame
 from netdef.tensor import Tensor
 
@@ -29,8 +30,7 @@ def outs(layer: Any, op: str) -> list[Tensor]:
 def constant(value: Any, dtype: Any = None, op: str = "constant") -> Tensor:
     """A constant layer holding `value` (numpy array, Parameter, or Python number)."""
     net = network.current()
-    arr = value.data if hasattr(value, "data") and not isinstance(value, np.ndarray) else value
-    arr = np.asarray(arr)
+    arr = to_numpy(value)
     if dtype is None and arr.dtype == np.float64:
         dtype = net.dtype
     if dtype is None and arr.dtype == np.int64 and not isinstance(value, np.ndarray):
@@ -52,7 +52,7 @@ def to_tensor(value: Any, like: Tensor | None = None, dtype: Any = None) -> Tens
     if dtype is None and like is not None and scalar:
         dtype = like.dtype
     if dtype is None and not scalar:
-        arr = np.asarray(value.data if hasattr(value, "data") and not isinstance(value, np.ndarray) else value)
+        arr = to_numpy(value)
         if dtypes.is_floating(arr.dtype):
             dtype = network.current().dtype
     return constant(value, dtype)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from netdef.arrays import to_numpy
 from netdef import network
 from netdef.functional._core import cast, constant, out, reshape_to, trt
 from netdef.functional.elementwise import gt, mul
@@ -103,7 +104,7 @@ def prelu(input: Tensor, weight: Any) -> Tensor:
     if isinstance(weight, Tensor):
         slope = cast(reshape_to(weight, shape), input.dtype)
     else:
-        arr = np.asarray(weight.data if hasattr(weight, "data") else weight)
+        arr = to_numpy(weight)
         slope = constant(arr.reshape(shape), input.dtype, op="weight")
     return out(network.current().network.add_parametric_relu(input.trt, slope.trt), "prelu")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from netdef.arrays import to_numpy
 from netdef import network, quantize
 from netdef.functional._core import cast, constant, out, tuple_n
 from netdef.tensor import Tensor
@@ -23,7 +24,7 @@ def _array(w: Any) -> np.ndarray:
     if isinstance(w, Tensor):
         network.current().fail("convolution weights must be constants (a Parameter or an array), "
                                "not a traced Tensor")
-    return w.data if hasattr(w, "data") and not isinstance(w, np.ndarray) else np.asarray(w)
+    return to_numpy(w)
 
 
 def _padding(op: str, padding: Any, kernel: tuple, dilation: tuple, stride: tuple,

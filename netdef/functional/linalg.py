@@ -4,8 +4,8 @@ from __future__ import annotations
 from functools import reduce
 from typing import Any
 
-import numpy as np
 
+from netdef.arrays import to_numpy
 from netdef import network, quantize
 from netdef.functional._core import cast, constant, out, to_tensor, trt
 from netdef.functional.elementwise import add, broadcast_rank, promote_types
@@ -46,7 +46,7 @@ def linear(input: Tensor, weight: Any, bias: Any = None) -> Tensor:
     if isinstance(weight, Tensor):
         w = cast(weight, input.dtype)
     else:
-        arr = np.asarray(weight.data if hasattr(weight, "data") else weight)
+        arr = to_numpy(weight)
         arr = arr.reshape(batch + arr.shape)
         input, w = quantize.operands(input, arr, axis=len(batch))
         if w is None:
@@ -55,7 +55,7 @@ def linear(input: Tensor, weight: Any, bias: Any = None) -> Tensor:
     if bias is None:
         return y
     if not isinstance(bias, Tensor):
-        arr = np.asarray(bias.data if hasattr(bias, "data") else bias)
+        arr = to_numpy(bias)
         bias = constant(arr.reshape((1,) * (y.ndim - 1) + arr.shape), input.dtype, op="bias")
     return add(y, bias)
 

@@ -5,6 +5,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from netdef.arrays import to_numpy
 from netdef import dtypes, network
 from netdef.functional._core import cast, constant, dims_of, out, shape_tensor, to_tensor, trt
 from netdef.functional.elementwise import add, broadcast_rank, maximum, minimum, operands
@@ -82,7 +83,7 @@ def embedding(input: Tensor, weight: Any, padding_idx: int | None = None, max_no
     if isinstance(weight, Tensor):
         table = weight
     else:
-        arr = np.asarray(weight.data if hasattr(weight, "data") else weight)
+        arr = to_numpy(weight)
         table = constant(arr, net.dtype if dtypes.is_floating(arr.dtype) else None, op="weight")
     return out(net.network.add_gather(table.trt, input.trt, 0), "embedding")
 

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from netdef.arrays import to_numpy
 from netdef import network
 from netdef.functional._core import cast, constant, out, trt
 from netdef.tensor import Tensor
@@ -25,7 +26,7 @@ def _array(v: Any) -> np.ndarray | None:
     if isinstance(v, Tensor):
         network.current().fail("normalization weights and statistics must be constants "
                                "(a Parameter or an array), not a traced Tensor")
-    return np.asarray(v.data if hasattr(v, "data") and not isinstance(v, np.ndarray) else v, np.float64)
+    return np.asarray(to_numpy(v), np.float64)
 
 
 def _check_len(op: str, name: str, v: np.ndarray | None, n: int) -> None:

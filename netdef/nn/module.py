@@ -9,36 +9,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterator, Mapping, NamedTuple
 
-import ml_dtypes
 import numpy as np
 
 from netdef import dtypes, network
+from netdef.arrays import to_numpy
 from netdef.errors import NetdefError, WeightsError
 from netdef.nn.init import Lazy
-
-
-_ML_DTYPES = {name: np.dtype(getattr(ml_dtypes, name)) for name in
-              ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")}
-
-
-def to_numpy(value: Any) -> np.ndarray:
-    """numpy view of an array-like or torch tensor (bfloat16 kept via ml_dtypes)."""
-    if isinstance(value, np.ndarray):
-        return value
-    if type(value).__module__.startswith("torch"):
-        t = value.detach().cpu()
-        special = _ML_DTYPES.get(str(t.dtype).removeprefix("torch."))
-        if special is not None:  # numpy has no such dtype: reinterpret the bits via ml_dtypes
-            import torch
-
-            bits = t.contiguous().view(torch.uint16 if special.itemsize == 2 else torch.uint8).numpy()
-            return bits.view(special)
-        return t.numpy()
-    if isinstance(value, Parameter):
-        return value.data
-    if isinstance(value, Lazy):
-        return value.materialize()
-    return np.asarray(value)
 
 
 class Parameter:

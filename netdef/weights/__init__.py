@@ -15,7 +15,8 @@ import numpy as np
 
 from netdef.errors import WeightsError
 from netdef.fileio import atomic_file
-from netdef.nn.module import Parameter, to_numpy
+from netdef.arrays import to_numpy
+from netdef.nn.module import Parameter
 from netdef.weights import safetensors as _safetensors
 from netdef.weights import torchfile as _torchfile
 from netdef.weights import wts as _wts
