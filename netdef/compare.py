@@ -253,18 +253,10 @@ def _run_engine(net: Network, feeds: Mapping[str, Any], trace_error: str | None)
     for calls in net.module_outputs.values():
         for call in calls:
             for tname in call:
-                if tname not in marked and tname not in feeds:
-                    tensor = _find_tensor(net, tname)
-                    if tensor is not None:
-                        net.network.mark_output(tensor)
-                        marked.add(tname)
+                layer = net.producer(tname)
+                if tname not in marked and layer is not None:
+                    net.network.mark_output(next(layer.get_output(i) for i in range(layer.num_outputs)
+                                                 if layer.get_output(i).name == tname))
+                    marked.add(tname)
     engine = Engine(build(net, progress=False))
     return engine.run(**feeds)
-
-
-def _find_tensor(net: Network, name: str) -> Any:
-    for layer in net.layers:
-        for i in range(layer.num_outputs):
-            if layer.get_output(i).name == name:
-                return layer.get_output(i)
-    return None

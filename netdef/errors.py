@@ -51,6 +51,7 @@ def user_frame() -> str:
             import linecache
 
             line = linecache.getline(fname, frame.f_lineno).strip()
-            return f"{os.path.relpath(fname) if not fname.startswith('..') else fname}:{frame.f_lineno}: {line}"
+            rel = os.path.relpath(fname)
+            return f"{fname if rel.startswith('..') else rel}:{frame.f_lineno}: {line}"
         frame = frame.f_back
     return "<unknown>"

@@ -146,7 +146,8 @@ class Network:
         self._used_names: set[str] = set()
         self._producer: dict[str, Any] = {}
         self._token: contextvars.Token | None = None
-        self._digest = hashlib.sha256()
+        # id(cast Tensor) -> (cast Tensor, the override module's own output), see Module.__call__
+        self.override_casts: dict[int, tuple[Any, Any]] = {}
 
     @classmethod
     def wrap(cls, network: Any, inputs: Sequence[Input]) -> "Network":
@@ -268,10 +269,9 @@ class Network:
 
     # ---- weights ----------------------------------------------------------
     def keep(self, array: np.ndarray) -> np.ndarray:
-        """Keep `array` alive until the build ends and fold it into the weights digest."""
+        """Keep `array` alive until the build ends (TensorRT holds only its pointer)."""
         array = np.ascontiguousarray(array)
         self._keepalive.append(array)
-        self._digest.update(memoryview(array.reshape(-1).view(np.uint8)))
         return array
 
     def keep_as(self, array: np.ndarray, dtype: Any = None) -> np.ndarray:
@@ -300,7 +300,15 @@ class Network:
 
     @property
     def weights_digest(self) -> str:
-        return self._digest.hexdigest()
+        """sha256 of every weight array, in the order added; computed on demand (build records it)."""
+        digest = hashlib.sha256()
+        for array in self._keepalive:
+            digest.update(memoryview(array.reshape(-1).view(np.uint8)))
+        return digest.hexdigest()
+
+    def producer(self, tensor_name: str) -> Any:
+        """The layer that outputs the tensor named `tensor_name` (None for inputs and unknown names)."""
+        return self._producer.get(tensor_name)
 
     @property
     def weight_bytes(self) -> int:
@@ -340,7 +348,3 @@ def current() -> Network:
         raise TraceError("netdef ops build TensorRT layers and must run inside netdef.trace(...) "
                          f"(or `with netdef.Network() as net:`)\n  at {user_frame()}")
     return net
-
-
-def active() -> Network | None:
-    return _ACTIVE.get()

@@ -12,11 +12,10 @@ from netdef import dtypes
 
 
 class Tensor:
-    __slots__ = ("trt", "origin")
+    __slots__ = ("trt",)
 
-    def __init__(self, itensor: Any, origin: str | None = None) -> None:
+    def __init__(self, itensor: Any) -> None:
         self.trt = itensor  # the ITensor
-        self.origin = origin  # user line that created it, for error messages
 
     # ---- metadata ----------------------------------------------------------
     @property

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence
 
-from netdef import backend, dtypes, quantize
+from netdef import dtypes, quantize
 from netdef.errors import TraceError
 from netdef.functional._core import cast
 from netdef.network import Input, Network, check_shared_dims
@@ -102,14 +102,5 @@ def _before_override_cast(net: Network, t: Tensor, dtype: str) -> Tensor:
     """The tensor a dtype-override module computed, if `t` is its cast back to the outer dtype and
     the network output wants `dtype` anyway: a float32 head in a float16 network must not be
     rounded (or overflow) through float16 on its way to a float32 output."""
-    if t.trt.is_network_input:
-        return t
-    name = t.trt.name
-    layer = next((la for la in reversed(net.layers) if la.num_outputs == 1 and la.get_output(0).name == name),
-                 None)
-    if layer is None or layer.type != backend.trt().LayerType.CAST:
-        return t
-    src = layer.get_input(0)
-    if net.dtype_overrides.get(layer.name.split("#")[0]) != dtype or dtypes.name(src.dtype) != dtype:
-        return t
-    return Tensor(src, origin=t.origin)
+    cast, src = net.override_casts.get(id(t), (None, None))
+    return src if cast is t and src.dtype == dtype else t

@@ -7,7 +7,6 @@ import numpy as np
 
 from netdef import backend, dtypes, network
 from netdef.arrays import to_numpy
-from netdef.errors import user_frame
 from netdef.tensor import Tensor
 
 
@@ -18,13 +17,12 @@ def trt():
 def out(layer: Any, op: str, index: int = 0) -> Tensor:
     """Register `layer` with the active network (naming, error checks) and wrap output `index`."""
     network.current().add(layer, op)
-    return Tensor(layer.get_output(index), origin=user_frame())
+    return Tensor(layer.get_output(index))
 
 
 def outs(layer: Any, op: str) -> list[Tensor]:
     network.current().add(layer, op)
-    origin = user_frame()
-    return [Tensor(layer.get_output(i), origin=origin) for i in range(layer.num_outputs)]
+    return [Tensor(layer.get_output(i)) for i in range(layer.num_outputs)]
 
 
 def constant(value: Any, dtype: Any = None, op: str = "constant") -> Tensor:

@@ -61,7 +61,7 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list[str]
 
 
-def _fit(key: str, value: Any, target: Any, flat_source: bool) -> np.ndarray:
+def _fit(value: Any, target: Any, flat_source: bool) -> np.ndarray:
     """Shape/dtype check of one loaded value against the model's Parameter or buffer array;
     returns the array to store."""
     arr = to_numpy(value)
@@ -225,7 +225,7 @@ class Module:
             if key not in state_dict:
                 continue
             try:
-                fitted[key] = _fit(key, state_dict[key], getattr(m, kind)[name], flat)
+                fitted[key] = _fit(state_dict[key], getattr(m, kind)[name], flat)
             except (ValueError, TypeError) as exc:  # TypeError: a dtype TensorRT has no type for
                 problems.append(f"  {key}: {exc}")
         if strict and (missing or unexpected or problems):
@@ -288,7 +288,13 @@ class Module:
                 raise
             if override is not None:
                 outer = net.dtype_stack_outer()
-                result = _map_tensors(result, lambda t: _cast_floating(t, outer))
+
+                def cast_back(t: Any) -> Any:
+                    back = _cast_floating(t, outer)
+                    if back is not t:  # remembered, so a float32 head can feed the output directly
+                        net.override_casts[id(back)] = (back, t)
+                    return back
+                result = _map_tensors(result, cast_back)
         if path:
             net.finish_module(path, list(_tensors(result)))
         return result
