@@ -11,9 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
-from netdef import dtypes, tolerance
+from netdef import dtypes, feeds, tolerance
 from netdef.errors import NetdefError, TraceError
 from netdef.network import Input, Network
 from netdef.quantize import QuantConfig
@@ -185,16 +183,13 @@ def compare(torch_model: Any, model: Any, inputs: Sequence[Any], dtype: Any = "f
     backend="engine" runs a built engine instead of the reference runner (needs a GPU
     the TensorRT backend supports).
     """
-    import torch
-
     from netdef import reference
 
     if backend not in ("reference", "engine"):
         raise ValueError(f"backend must be 'reference' or 'engine', got {backend!r}")
     dtype = dtypes.name(dtype)
-    args = [torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a for a in inputs]
-    names = list(input_names) if input_names else (["x"] if len(args) == 1 else
-                                                   [f"input{i}" for i in range(len(args))])
+    args = feeds.to_torch(inputs)
+    names = list(input_names) if input_names else feeds.input_names(len(args))
     if hasattr(torch_model, "eval"):
         torch_model.eval()
     records, torch_outputs = _torch_records(torch_model, [a.float() if a.is_floating_point() else a
@@ -210,11 +205,11 @@ def compare(torch_model: Any, model: Any, inputs: Sequence[Any], dtype: Any = "f
             raise
         net = exc.network
         report.trace_error = str(exc)
-    feeds = dict(zip(names, args))
+    named = dict(zip(names, args))
     if backend == "engine":
-        values = _run_engine(net, feeds, report.trace_error)
+        values = _run_engine(net, named, report.trace_error)
     else:
-        values = reference.run(net, feeds, all_tensors=True, device=device, partial=report.trace_error is not None)
+        values = reference.run(net, named, all_tensors=True, device=device, partial=report.trace_error is not None)
     for path, kind, call, touts in records:
         calls = net.module_outputs.get(path, [])
         if call >= len(calls):
@@ -242,7 +237,7 @@ def _row(path: str, kind: str, call: int, ours: Any, theirs: Any, dtype: str,
     return Row(path, kind, call, shape, tshape, dtypes.name(ours.dtype), "ok" if stats.passed else "FAIL", stats)
 
 
-def _run_engine(net: Network, feeds: Mapping[str, Any], trace_error: str | None) -> dict:
+def _run_engine(net: Network, named: Mapping[str, Any], trace_error: str | None) -> dict:
     """Build an engine whose outputs include every module output, and run it."""
     if trace_error is not None:
         raise NetdefError("backend='engine' needs a network that traces completely:\n" + trace_error)
@@ -259,4 +254,4 @@ def _run_engine(net: Network, feeds: Mapping[str, Any], trace_error: str | None)
                                                  if layer.get_output(i).name == tname))
                     marked.add(tname)
     engine = Engine(build(net, progress=False))
-    return engine.run(**feeds)
+    return engine.run(**named)

@@ -27,6 +27,7 @@ import numpy as np
 
 from netdef import dtypes, network
 from netdef.errors import QuantizationError, TraceError
+from netdef.feeds import input_names, to_torch
 from netdef.functional._core import constant, out
 from netdef.tensor import Tensor
 
@@ -199,14 +200,11 @@ def _input_names(batch: Any, inputs: Sequence[Any] | None) -> list[str]:
         return [i.name for i in inputs]
     if isinstance(batch, Mapping):
         return list(batch)
-    n = len(batch) if isinstance(batch, (tuple, list)) else 1
-    return ["x"] if n == 1 else [f"input{i}" for i in range(n)]
+    return input_names(len(batch) if isinstance(batch, (tuple, list)) else 1)
 
 
 def _feeds(batch: Any, names: Sequence[str], index: int) -> dict:
-    """One batch as {input name: array}; float64 becomes float32 (TensorRT has no float64)."""
-    import torch
-
+    """One batch as {input name: torch tensor}; float64 becomes float32 (TensorRT has no float64)."""
     if isinstance(batch, Mapping):
         missing = [n for n in names if n not in batch]
         if missing or len(batch) != len(names):
@@ -218,11 +216,7 @@ def _feeds(batch: Any, names: Sequence[str], index: int) -> dict:
         if len(values) != len(names):
             raise QuantizationError(f"calibration batch {index} has {len(values)} arrays but the model "
                                     f"has {len(names)} inputs {list(names)}")
-    feeds = {}
-    for n, v in zip(names, values):
-        t = v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
-        feeds[n] = t.float() if t.dtype == torch.float64 else t
-    return feeds
+    return dict(zip(names, to_torch(values)))
 
 
 def calibrate(model: Any, calibration_batches: Iterable[Any], inputs: Sequence[Any] | None = None,

@@ -78,3 +78,17 @@ def test_per_module_tolerance_override(original, x):
     assert netdef.compare(original, bad, (x,)).first_failure.path == "fc"
     loose = netdef.compare(original, bad, (x,), tolerances={"fc": (1.0, 1.0), "": (1.0, 1.0)})
     assert loose.ok, str(loose)
+
+
+def test_numpy_float64_inputs_are_accepted():
+    import numpy as np
+
+    from netdef import nn
+
+    orig = torch.nn.Conv2d(3, 4, 3).eval()
+    port = nn.Conv2d(3, 4, 3)
+    port.load_state_dict(orig.state_dict())
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8))  # float64, as numpy makes it
+    report = netdef.compare(orig, port, (x,))
+    assert report.ok, str(report)
+    assert report.rows[-1].stats.max_abs < 1e-5
