@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     original = torchvision.models.resnet50(weights=None).eval()
     if args.weights:
         state = netdef.weights.load(args.weights)
-        original.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+        original.load_state_dict(netdef.weights.to_torch(state, like=original.state_dict()))
     else:
         with torch.no_grad():
             for m in original.modules():

@@ -34,3 +34,15 @@ def to_numpy(value: Any) -> np.ndarray:
     if isinstance(data, np.ndarray):
         return data
     return np.asarray(value)
+
+
+def numpy_to_torch(array: np.ndarray) -> Any:
+    """A torch tensor of `array`, sharing memory; bfloat16/float8 bits reinterpreted exactly."""
+    import torch
+
+    array = np.ascontiguousarray(array)
+    special = next((name for name, dt in _ML_DTYPES.items() if dt == array.dtype), None)
+    if special is not None:  # torch has the same formats under the same names
+        bits = torch.from_numpy(array.view(np.uint16 if array.dtype.itemsize == 2 else np.uint8))
+        return bits.view(getattr(torch, special))
+    return torch.from_numpy(array)

@@ -157,7 +157,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     import netdef
@@ -167,9 +166,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     state = weights.load(args.weights)
     model.load_state_dict(state, strict=not args.non_strict)
     original = resolve_original(args.original)
-    own = original.state_dict()
-    tstate = {k: torch.from_numpy(np.asarray(v, np.float32) if netdef.dtypes.is_floating(v.dtype) else v)
-              .reshape(own[k].shape).to(own[k].dtype) for k, v in state.items() if k in own}
+    tstate = weights.to_torch(state, like=original.state_dict())
     original.load_state_dict(tstate, strict=not args.non_strict)
     inputs = _inputs(args, model)
     gen = torch.Generator().manual_seed(args.seed)
@@ -178,8 +175,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                             input_names=[i.name for i in inputs])
     print(report)
     if args.json:
-        with open(args.json, "w") as f:
-            f.write(report.to_json())
+        from netdef.fileio import atomic_file
+
+        with atomic_file(args.json) as f:
+            f.write(report.to_json().encode())
     return 0 if report.ok else 1
 
 

@@ -43,7 +43,7 @@ def main(engine_path: str = "lenet5.engine") -> int:
 
     images, labels = load_digits("test")
     original = TorchLeNet5()
-    original.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    original.load_state_dict(netdef.weights.to_torch(state, like=original.state_dict()))
     report = netdef.compare(original, model, (torch.from_numpy(images[:64]),))
     print("[3/4] layer-by-layer comparison against the PyTorch original (64 held-out digits, float32):")
     print(report)

@@ -55,8 +55,9 @@ def _fmt(value: Any) -> str:
     return str(value).replace("\n", " ")
 
 
-def weight_bytes(layer: Any) -> int:
-    return sum(info[1] for info in map(_weights_info, layer_attributes(layer).values()) if info)
+def weight_bytes(attrs: dict[str, Any]) -> int:
+    """Bytes of the weights among a layer's attributes (from layer_attributes)."""
+    return sum(info[1] for info in map(_weights_info, attrs.values()) if info)
 
 
 def describe_network(net: Any, calls: bool = False) -> str:
@@ -73,12 +74,13 @@ def describe_network(net: Any, calls: bool = False) -> str:
         ins = [layer.get_input(j).name for j in range(layer.num_inputs) if layer.get_input(j) is not None]
         outs = [f"{dtypes.name(layer.get_output(j).dtype)}{tuple(layer.get_output(j).shape)}"
                 for j in range(layer.num_outputs)]
-        wb = weight_bytes(layer)
+        attrs = layer_attributes(layer)
+        wb = weight_bytes(attrs)
         total += wb
         lines.append(f"  [{i:3d}] {layer.name:<32} {kind:<16} ({', '.join(ins)}) -> "
                      f"{', '.join(outs)}" + (f"  weights {wb:,} B" if wb else ""))
         if calls:
-            for k, v in layer_attributes(layer).items():
+            for k, v in attrs.items():
                 lines.append(f"          .{k} = {_fmt(v)}")
     for i in range(network.num_outputs):
         x = network.get_output(i)

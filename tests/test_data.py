@@ -87,8 +87,7 @@ def _torch_lenet(path: Path) -> LeNet5:
     model = LeNet5().eval()
     expected = model.state_dict()
     assert list(state) == list(expected)
-    model.load_state_dict({k: torch.from_numpy(np.array(v).reshape(expected[k].shape))
-                           for k, v in state.items()})
+    model.load_state_dict(netdef.weights.to_torch(state, like=expected))
     return model
 
 

@@ -549,3 +549,20 @@ def test_reading_wts_and_safetensors_never_imports_torch(tmp_path, rng):
         "print('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_to_torch_for_the_torch_original(tmp_path):
+    """Shipped-style weights load into a torch original: flat .wts reshaped, bf16 bits kept, bad sizes named."""
+    torch.manual_seed(0)
+    original = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    like = original.state_dict()
+    path = str(tmp_path / "w.wts")
+    save(like, path)
+    converted = netdef.weights.to_torch(load(path), like=like)
+    for k, v in like.items():
+        assert converted[k].shape == v.shape and converted[k].dtype == v.dtype
+        assert torch.equal(converted[k], v)
+    bf = {"0.weight": np.asarray(like["0.weight"].numpy(), ml_dtypes.bfloat16)}
+    assert torch.equal(netdef.weights.to_torch(bf, like={})["0.weight"], like["0.weight"].to(torch.bfloat16))
+    with pytest.raises(netdef.WeightsError, match=r"0.weight has shape \(5,\) but the torch model's is \(4, 3, 3, 3\)"):
+        netdef.weights.to_torch({"0.weight": np.ones(5, np.float32)}, like=like)

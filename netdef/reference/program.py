@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from netdef import backend, dtypes
+from netdef.arrays import numpy_to_torch
 from netdef.errors import RunnerError
 from netdef.network import shape_mismatch
 from netdef.reference.layers import LAYERS, Context
@@ -69,11 +70,7 @@ def _to_torch(value: Any, name: str, device: Any):
     if isinstance(value, torch.Tensor):
         return value.to(device)
     if isinstance(value, np.ndarray):
-        if value.dtype.kind == "V" or value.dtype.name in ("bfloat16", "float8_e4m3fn"):
-            # ml_dtypes arrays: reinterpret the bits, torch has the same formats
-            bits = torch.from_numpy(np.ascontiguousarray(value).view(f"int{value.dtype.itemsize * 8}"))
-            return bits.view(dtypes.to_torch(value.dtype.name)).to(device)
-        return torch.from_numpy(np.ascontiguousarray(value)).to(device)
+        return numpy_to_torch(value).to(device)
     raise RunnerError(f"input {name!r} must be a torch.Tensor or numpy array, got {type(value).__name__}")
 
 

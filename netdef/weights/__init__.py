@@ -15,13 +15,13 @@ import numpy as np
 
 from netdef.errors import WeightsError
 from netdef.fileio import atomic_file
-from netdef.arrays import to_numpy
+from netdef.arrays import numpy_to_torch, to_numpy
 from netdef.nn.module import Parameter
 from netdef.weights import safetensors as _safetensors
 from netdef.weights import torchfile as _torchfile
 from netdef.weights import wts as _wts
 
-__all__ = ["StateDict", "convert", "load", "save"]
+__all__ = ["StateDict", "convert", "load", "save", "to_torch"]
 
 READ_FORMATS = (".wts", ".safetensors", ".pt", ".pth")
 WRITE_FORMATS = (".wts", ".safetensors")
@@ -122,6 +122,26 @@ def convert(src: str | os.PathLike | Mapping[str, Any], dst: str | os.PathLike, 
         "flat": state.flat,
     }
 
+
+def to_torch(state: Mapping[str, Any], like: Mapping[str, Any]) -> dict:
+    """`state` as torch tensors shaped and typed like the torch state_dict `like`, to load
+    the same weights into a torch original. Flat .wts arrays take their entry's shape;
+    a size that does not fit is a WeightsError naming the key. Keys `like` lacks are kept
+    as they are, so torch's own load_state_dict reports them."""
+    source = getattr(state, "source", None)
+    out = {}
+    for key, value in state.items():
+        tensor = numpy_to_torch(to_numpy(value))
+        ref = like.get(key)
+        if ref is not None:
+            if tuple(tensor.shape) != tuple(ref.shape):
+                if tensor.numel() != ref.numel():
+                    raise WeightsError(f"{source or 'state_dict'}: {key} has shape {tuple(tensor.shape)} but "
+                                       f"the torch model's is {tuple(ref.shape)}")
+                tensor = tensor.reshape(ref.shape)
+            tensor = tensor.to(ref.dtype)
+        out[key] = tensor
+    return out
 
 def _is_array(value: Any) -> bool:
     return (isinstance(value, (np.ndarray, Parameter))
