@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from netdef import backend
+from netdef.errors import BuildError
 from netdef.network import Network
 
 
@@ -76,6 +77,9 @@ def fold_batchnorm(net: Network) -> int:
         net.conv_arrays[index] = (kernel, new_bias)
         for consumer, j in consumers.get(y.name, []):
             consumer.set_input(j, x)
+        errors = backend.logger().take_errors()
+        if errors:
+            raise BuildError(f"folding BatchNorm {scale_layer.name!r} into convolution {conv.name!r} failed:\n  "
+                             + "\n  ".join(errors) + "\n  (build with fold_batchnorm=False to skip folding)")
         folded += 1
-    backend.logger().take_errors()
     return folded
