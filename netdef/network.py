@@ -162,6 +162,7 @@ class Network:
             if len(declared[inp.name].shape) != len(inp.shape):
                 raise TraceError(f"Input {inp.name!r} has rank {len(inp.shape)} but the network declares "
                                  f"{tuple(declared[inp.name].shape)}")
+        check_shared_dims(inputs)
         net.inputs = list(inputs)
         return net
 

@@ -62,3 +62,30 @@ def test_rejected_layer_names_module_and_line():
     with pytest.raises(netdef.TraceError) as info:
         netdef.trace(Bad(), netdef.Input("x", (1, 3, 8, 8)))
     assert "conv" in str(info.value) and "test_core.py" in str(info.value)
+
+
+def test_inputs_sharing_a_named_dimension_must_agree():
+    a = netdef.Input("a", (("batch", 1, 4, 8), 3))
+    b = netdef.Input("b", (("batch", 1, 4, 8), 5))
+    net = netdef.trace(lambda x, y: F.add(x.sum(1), y.sum(1)), a, b)
+    assert [i.name for i in net.inputs] == ["a", "b"]
+    c = netdef.Input("c", (("batch", 1, 2, 16), 5))
+    with pytest.raises(ValueError, match=r"dimension 'batch' is \(1, 4, 8\) in input 'a' but \(1, 2, 16\) in input 'c'"):
+        netdef.trace(lambda x, y: F.add(x.sum(1), y.sum(1)), a, c)
+
+
+def test_bad_input_specs_are_clear():
+    with pytest.raises(ValueError, match=r"Input 'x': dynamic dimension \(4, 2, 8\) needs 0 <= min <= opt <= max"):
+        netdef.Input("x", ((4, 2, 8), 3))
+    with pytest.raises(ValueError, match="a dimension is an int"):
+        netdef.Input("x", ("big", 3))
+
+
+def test_describe_plan_without_sidecar(tmp_path):
+    from netdef.inspect import describe_plan
+
+    plan = netdef.build(Block(), netdef.Input("x", (1, 3, 8, 8)), progress=False)
+    path = tmp_path / "foreign.plan"
+    path.write_bytes(bytes(plan))
+    text = describe_plan(str(path))
+    assert f"{len(plan):,} bytes" in text and "no sidecar" in text
