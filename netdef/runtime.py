@@ -17,6 +17,7 @@ thread-safe, and each owns its stream, buffers and device memory.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -127,16 +128,18 @@ def check_metadata(meta: Mapping[str, Any], where: str) -> None:
                           f"version that built them; rebuild it, or install {built_by}=={built_ver}")
 
 
-def check_plan_bytes(plan: Plan, where: str) -> None:
-    """Catch a corrupted plan before deserializing: sidecar checksum, then TensorRT's header check."""
+def check_plan_bytes(plan: Plan, where: str) -> int:
+    """Catch a corrupted plan before deserializing: sidecar checksum, then TensorRT's header check.
+    Returns TensorRT's validity diagnostics bits, for deserialize() to explain."""
     want = plan.metadata.get("plan_sha256")
     if want and hashlib.sha256(plan).hexdigest() != want:
         raise EngineError(f"engine {where} is corrupted: its SHA-256 differs from the one recorded in "
                           f"its sidecar when it was saved; rebuild or re-copy it")
-    validity, diagnostics = _validity(plan)
+    _, diagnostics = _validity(plan)
     if diagnostics & _diag("MALFORMED_ENGINE"):
         raise EngineError(f"engine {where} is corrupted or not a {backend.name()} plan "
                           f"(TensorRT: malformed engine header)")
+    return diagnostics
 
 
 def _diag(name: str) -> int:
@@ -145,7 +148,9 @@ def _diag(name: str) -> int:
     return int(member.value) if member is not None else 0
 
 
+@functools.lru_cache(maxsize=None)
 def _runtime() -> Any:
+    """One IRuntime per process, shared by validity checks and every engine."""
     t = backend.trt()
     return t.Runtime(backend.logger().impl)
 
@@ -155,7 +160,7 @@ def _validity(plan: bytes) -> tuple[Any, int]:
     rt = _runtime()
     if not hasattr(rt, "get_engine_validity"):
         return None, 0
-    validity, diagnostics = rt.get_engine_validity(bytes(plan))
+    validity, diagnostics = rt.get_engine_validity(memoryview(plan))  # no copy of the plan
     backend.logger().take_errors()  # without a GPU it logs "cannot read GPU properties": not news
     return validity, int(diagnostics)
 
@@ -545,7 +550,7 @@ class Engine:
         self._local = threading.local()
         self._lock = threading.Lock()
         check_metadata(self.plan.metadata, self.where)
-        check_plan_bytes(self.plan, self.where)
+        self._diagnostics = check_plan_bytes(self.plan, self.where)
         if deserialize:
             self.deserialize()
 
@@ -565,8 +570,7 @@ class Engine:
             return
         device = cuda_device()
         check_device(device, self.plan.metadata, self.where)
-        _, diagnostics = _validity(self.plan)
-        problems = _explain_validity(diagnostics)
+        problems = _explain_validity(self._diagnostics)
         if problems:
             raise EngineError(f"engine {self.where} cannot run on {device}: " + "; ".join(problems))
         if device.via == "torch":
@@ -575,7 +579,7 @@ class Engine:
             torch.cuda.set_device(device.index)  # TensorRT uses the current (primary) context
         runtime = _runtime()
         backend.logger().take_errors()
-        engine = runtime.deserialize_cuda_engine(bytes(self.plan))
+        engine = runtime.deserialize_cuda_engine(self.plan)  # a bytes subclass: no copy
         errors = backend.logger().take_errors()
         if engine is None:
             raise EngineError(f"engine {self.where} could not be deserialized by {backend.name()} "
