@@ -75,7 +75,7 @@ class Context:
         if arr is None:
             return None
         if dtypes.is_floating(arr.dtype):
-            arr = arr.astype(np.float64 if self.float_dtype == torch.float64 else np.float32)
+            arr = arr.astype(np.float64 if self.float_dtype == torch.float64 else np.float32, copy=False)
         out = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
         return out.reshape(shape) if shape is not None else out
 
