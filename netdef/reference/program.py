@@ -23,7 +23,8 @@ from netdef import backend, dtypes
 from netdef.arrays import numpy_to_torch
 from netdef.errors import RunnerError
 from netdef.network import shape_mismatch
-from netdef.reference.layers import LAYERS, Context
+from netdef.reference import layers as _layers  # noqa: F401  (registers every builder)
+from netdef.reference.registry import LAYERS, Context
 
 
 @dataclass

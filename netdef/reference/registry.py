@@ -1,0 +1,86 @@
+"""The one registry of reference semantics, and what every builder reads TensorRT through.
+
+A builder runs once per layer at compile time: it reads the layer's attributes and
+weights through TensorRT's API and returns `fn(*inputs) -> Tensor | tuple[Tensor, ...]`
+that does only tensor math. Floating inputs reach `fn` already in the compute dtype
+and outputs are cast to the tensor's dtype by `program.py` (the one place of the
+dtype policy), so builders never round or cast for precision's sake.
+"""
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from netdef import dtypes
+from netdef.errors import RunnerError
+
+LAYERS: dict[str, Callable[[Any, "Context"], Callable]] = {}
+
+
+def register(*kinds: str) -> Callable:
+    """Register a builder for TensorRT layer types; each type has exactly one builder."""
+    def deco(builder: Callable) -> Callable:
+        for kind in kinds:
+            if kind in LAYERS:
+                raise RuntimeError(f"layer type {kind} already has a reference builder: {LAYERS[kind].__module__}")
+            LAYERS[kind] = builder
+        return builder
+    return deco
+
+
+# ---- reading what TensorRT holds ---------------------------------------------------------------
+def weights_array(w: Any) -> np.ndarray | None:
+    """A copy of the values a Weights (or the ndarray the bindings return) holds; None if empty."""
+    if isinstance(w, np.ndarray):
+        return w.copy() if w.size else None
+    if w is None or w.size == 0:
+        return None
+    arr = w.numpy()
+    if isinstance(arr, np.ndarray):
+        return arr.copy()
+    # bfloat16/fp8: the bindings cannot make an ndarray. pybind11 stores a pointer to the C++
+    # nvinfer1::Weights {DataType type; void const* values; int64_t count;} right after the
+    # PyObject header; check type and count against the Python view before trusting it.
+    npd = dtypes.to_numpy(dtypes.name(w.dtype))
+    ptr = ctypes.c_void_p.from_address(id(w) + object.__basicsize__).value
+    if not ptr or ctypes.c_int32.from_address(ptr).value != int(w.dtype) \
+            or ctypes.c_int64.from_address(ptr + 16).value != w.size:
+        raise RunnerError(f"cannot read {w.dtype} weights through the TensorRT bindings")
+    values = ctypes.c_void_p.from_address(ptr + 8).value
+    buf = (ctypes.c_char * (w.size * npd.itemsize)).from_address(values)
+    return np.frombuffer(buf, dtype=npd).copy()
+
+
+def bits(mask: int, rank: int) -> list[int]:
+    """Axes of a TensorRT axes bitmask (bit i = axis i)."""
+    return [a for a in range(rank) if mask >> a & 1]
+
+
+class Context:
+    """What builders need from the compiler: device, compute dtype, weight conversion."""
+
+    def __init__(self, device: torch.device, float_dtype: torch.dtype, storage: Callable) -> None:
+        self.device = device
+        self.float_dtype = float_dtype
+        self.storage = storage  # TensorRT DataType -> torch dtype values of that type are held in
+
+    def weights(self, w: Any, shape: tuple | None = None) -> torch.Tensor | None:
+        """TensorRT weights as a torch tensor; floating weights in the compute dtype (exact)."""
+        arr = weights_array(w)
+        if arr is None:
+            return None
+        if dtypes.is_floating(arr.dtype):
+            arr = arr.astype(np.float64 if self.float_dtype == torch.float64 else np.float32, copy=False)
+        out = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+        return out.reshape(shape) if shape is not None else out
+
+
+def input_or_none(layer: Any, i: int) -> Any:
+    return layer.get_input(i) if i < layer.num_inputs else None
+
+
+def input_rank(layer: Any, i: int = 0) -> int:
+    return len(layer.get_input(i).shape)
