@@ -82,4 +82,5 @@ def fold_batchnorm(net: Network) -> int:
             raise BuildError(f"folding BatchNorm {scale_layer.name!r} into convolution {conv.name!r} failed:\n  "
                              + "\n  ".join(errors) + "\n  (build with fold_batchnorm=False to skip folding)")
         folded += 1
+    net.revision += 1
     return folded

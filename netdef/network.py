@@ -136,6 +136,7 @@ class Network:
         # module path -> dtype override for that subtree
         self.dtype_overrides: dict[str, str] = {}
         self.quantization: Any = None  # a netdef.quantize.QuantConfig, set by trace
+        self.revision = 0  # bumped by in-place edits (netdef.fold), so cached reference programs recompile
         self._keepalive: list[Any] = []
         self._owned: set[int] = set()
         # convolution layer index -> (kernel, bias or None) arrays as given to TensorRT,

@@ -8,10 +8,15 @@ tensor names/shapes/dtypes). This file is the one place of the dtype policy:
   rounded to the output tensor's dtype — fp16/bf16 layers round once per layer,
   which mirrors TensorRT's fp32 accumulation;
 * `compute_dtype=torch.float64` stores and computes every floating tensor in
-  float64 (casts to narrower floats are not rounded), for a high-precision reference.
+  float64 (casts to narrower floats are not rounded), for a high-precision reference;
+* float32 is IEEE float32 on every device: on CUDA, torch's TF32 convolutions and matmuls
+  are switched off while a program runs (the caller's settings are restored after);
+  `tf32=True` instead models a backend that computes float32 convolution and matrix
+  multiply layers in TF32, by rounding their operands (inputs and kernels) to TF32.
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import weakref
 from dataclasses import dataclass
@@ -24,7 +29,10 @@ from netdef.arrays import numpy_to_torch
 from netdef.errors import RunnerError
 from netdef.network import shape_mismatch
 from netdef.reference import layers as _layers  # noqa: F401  (registers every builder)
-from netdef.reference.registry import LAYERS, Context
+from netdef.reference.registry import LAYERS, Context, round_tf32
+
+# layer type -> input positions that are multiplication operands (rounded when modelling TF32)
+_TF32_OPERANDS = {"CONVOLUTION": (0, 1), "DECONVOLUTION": (0, 1), "MATRIX_MULTIPLY": (0, 1), "EINSUM": None}
 
 
 @dataclass
@@ -34,6 +42,7 @@ class Step:
     fn: Callable
     inputs: tuple  # value slots (None = optional input absent)
     upcast: tuple  # positions of inputs to cast to the compute dtype
+    tf32: tuple  # positions of float32 multiplication operands to round to TF32
     outputs: tuple  # value slots
     out_dtypes: tuple  # torch dtypes outputs are stored in
     out_shapes: tuple  # TensorRT's declared shapes (-1 = dynamic)
@@ -78,7 +87,8 @@ def _to_torch(value: Any, name: str, device: Any):
 class Program:
     """A compiled network: call it with {input name: tensor or array}."""
 
-    def __init__(self, net: Any, device: str = "cpu", compute_dtype: Any = None, partial: bool = False) -> None:
+    def __init__(self, net: Any, device: str = "cpu", compute_dtype: Any = None, partial: bool = False,
+                 tf32: bool = False) -> None:
         import torch
 
         network, bounds = _network_of(net)
@@ -96,7 +106,10 @@ class Program:
             name = _dtype_name(trt_dtype, what)
             return torch.float64 if wide and dtypes.is_floating(name) else dtypes.to_torch(name)
 
-        ctx = Context(self.device, self.float_dtype, storage)
+        if tf32 and wide:
+            raise RunnerError("tf32=True models float32 math; it cannot be combined with compute_dtype=float64")
+        self.tf32 = tf32
+        ctx = Context(self.device, self.float_dtype, storage, tf32)
         self.names: list[str] = []
         slots: dict[str, int] = {}
         floating: list[bool] = []
@@ -122,6 +135,13 @@ class Program:
             raw = network.get_layer(i)
             kind = raw.type.name  # read before downcast: activation/pooling shadow `type`
             layers.append((kind, backend.downcast(raw)))
+        # an unsupported layer type is named before any graph check (a loop is a cycle otherwise)
+        unsupported = [(kind, layer.name) for kind, layer in layers if kind not in LAYERS]
+        if unsupported and not partial:
+            kinds = sorted({k for k, _ in unsupported})
+            raise RunnerError(f"layer {unsupported[0][1]!r} has type {unsupported[0][0]}, which the reference "
+                              f"runner does not support ({len(unsupported)} such layers, types {', '.join(kinds)}; "
+                              f"supported: {', '.join(sorted(LAYERS))})")
         for _, layer in layers:
             for j in range(layer.num_outputs):
                 name = layer.get_output(j).name
@@ -190,11 +210,13 @@ class Program:
         outs = [layer.get_output(j) for j in range(layer.num_outputs)]
         out_slots = tuple(slot(o) for o in outs)
         upcast = tuple(k for k, s in enumerate(in_slots) if s is not None and floating[s])
+        operands = _TF32_OPERANDS.get(kind, ()) if self.tf32 else ()
+        tf32 = tuple(k for k in upcast if operands is None or k in operands)
         try:
             fn = builder(layer, ctx)
         except RunnerError as exc:
             raise RunnerError(f"layer {layer.name!r} ({kind}): {exc}") from None
-        return Step(layer.name, kind, fn, in_slots, upcast, out_slots,
+        return Step(layer.name, kind, fn, in_slots, upcast, tf32, out_slots,
                     tuple(storage(o.dtype, f"output {o.name!r} of layer {layer.name!r}") for o in outs),
                     tuple(tuple(o.shape) for o in outs))
 
@@ -236,12 +258,14 @@ class Program:
         values: list = [None] * len(self.names)
         self._bind(inputs, values)
         compute = self.float_dtype
-        with torch.inference_mode():
+        with torch.inference_mode(), _ieee_float32(self.device):
             for st in self.steps:
                 args = [None if s is None else values[s] for s in st.inputs]
                 for k in st.upcast:
                     if args[k].dtype != compute:
                         args[k] = args[k].to(compute)
+                for k in st.tf32:
+                    args[k] = round_tf32(args[k])
                 try:
                     result = st.fn(*args)
                 except Exception as exc:  # noqa: BLE001 - name the layer that failed
@@ -271,35 +295,69 @@ class Program:
         return outs
 
 
+@contextlib.contextmanager
+def _ieee_float32(device: Any):
+    """float32 convolutions and matmuls in IEEE float32 on CUDA (torch's cuDNN default is TF32),
+    restoring the caller's settings afterwards."""
+    import torch
+
+    if device.type != "cuda":
+        yield
+        return
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
+        knobs = [(torch.backends.cuda.matmul, "fp32_precision", "ieee"),
+                 (torch.backends.cudnn.conv, "fp32_precision", "ieee")]
+    else:
+        knobs = [(torch.backends.cuda.matmul, "allow_tf32", False), (torch.backends.cudnn, "allow_tf32", False)]
+    saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in knobs]
+    for obj, attr, value in knobs:
+        setattr(obj, attr, value)
+    try:
+        yield
+    finally:
+        for obj, attr, value in saved:
+            setattr(obj, attr, value)
+
+
 _CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
 def compile(net: Any, device: str = "cpu", compute_dtype: Any = None,  # noqa: A001
-            partial: bool = False) -> Program:
+            partial: bool = False, tf32: bool = False) -> Program:
     """Read `net` (netdef.Network or INetworkDefinition) once into a callable Program.
 
     partial=True is for networks whose tracing failed: execution stops quietly at the
     first layer that cannot be compiled or run, and what was computed before it is returned.
+    tf32=True models float32 convolution/matrix-multiply layers computed in TF32.
     """
-    return Program(net, device=device, compute_dtype=compute_dtype, partial=partial)
+    return Program(net, device=device, compute_dtype=compute_dtype, partial=partial, tf32=tf32)
 
 
-def _signature(network: Any) -> tuple:
+def _signature(net: Any, network: Any) -> tuple:
+    """What a cached program depends on: the layers and how they are wired, the inputs and outputs,
+    and the revision netdef bumps when it edits a network in place (BatchNorm folding)."""
     ins = tuple((network.get_input(i).name, tuple(network.get_input(i).shape))
                 for i in range(network.num_inputs))
     outs = tuple(network.get_output(i).name for i in range(network.num_outputs))
-    return network.num_layers, ins, outs
+    wiring = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        wiring.append(tuple(None if x is None else x.name
+                            for x in (layer.get_input(j) for j in range(layer.num_inputs))))
+    return getattr(net, "revision", 0), network.num_layers, ins, outs, tuple(wiring)
 
 
 def run(net: Any, inputs: Mapping[str, Any], all_tensors: bool = False, device: str = "cpu",
-        compute_dtype: Any = None, partial: bool = False) -> dict:
+        compute_dtype: Any = None, partial: bool = False, tf32: bool = False) -> dict:
     """Execute `net` on `inputs` with torch; returns {tensor name: torch.Tensor}.
 
-    The compiled program is cached per network object and recompiled when layers,
-    inputs or outputs are added; after editing a layer in place, call `compile` anew.
+    The compiled program is cached per network object and recompiled when layers, inputs or
+    outputs are added, a layer's inputs are rewired, or netdef edits the network in place
+    (`Network.revision`); after changing a layer's attributes through the raw API, call
+    `compile` anew.
     """
     network, _ = _network_of(net)
-    key = (str(device), compute_dtype, partial, _signature(network))
+    key = (str(device), compute_dtype, partial, tf32, _signature(net, network))
     try:
         per_net = _CACHE.setdefault(net, {})
     except TypeError:  # not weak-referenceable: compile every time
@@ -307,5 +365,6 @@ def run(net: Any, inputs: Mapping[str, Any], all_tensors: bool = False, device: 
     program = per_net.get(key)
     if program is None:
         per_net.clear()
-        program = per_net[key] = compile(net, device=device, compute_dtype=compute_dtype, partial=partial)
+        program = per_net[key] = compile(net, device=device, compute_dtype=compute_dtype, partial=partial,
+                                         tf32=tf32)
     return program(inputs, all_tensors=all_tensors)

@@ -59,22 +59,39 @@ def bits(mask: int, rank: int) -> list[int]:
     return [a for a in range(rank) if mask >> a & 1]
 
 
+def round_tf32(x: torch.Tensor) -> torch.Tensor:
+    """float32 values rounded to TF32 (10 explicit mantissa bits), to nearest with ties away from
+    zero, as tensor cores convert float32 operands (PTX cvt.rna.tf32.f32)."""
+    if x.dtype != torch.float32:
+        return x
+    bits_ = x.contiguous().view(torch.int32)
+    rounded = ((bits_ + 0x1000) & ~0x1FFF).view(torch.float32)
+    return torch.where(torch.isfinite(x), rounded, x)
+
+
 class Context:
     """What builders need from the compiler: device, compute dtype, weight conversion."""
 
-    def __init__(self, device: torch.device, float_dtype: torch.dtype, storage: Callable) -> None:
+    def __init__(self, device: torch.device, float_dtype: torch.dtype, storage: Callable,
+                 tf32: bool = False) -> None:
         self.device = device
         self.float_dtype = float_dtype
         self.storage = storage  # TensorRT DataType -> torch dtype values of that type are held in
+        self.tf32 = tf32  # float32 multiply operands are rounded to TF32 (see program.py)
 
-    def weights(self, w: Any, shape: tuple | None = None) -> torch.Tensor | None:
-        """TensorRT weights as a torch tensor; floating weights in the compute dtype (exact)."""
+    def weights(self, w: Any, shape: tuple | None = None, operand: bool = False) -> torch.Tensor | None:
+        """TensorRT weights as a torch tensor; floating weights in the compute dtype (exact).
+
+        operand=True marks a multiplication operand (a convolution kernel), which is rounded to
+        TF32 when the program models TF32 math."""
         arr = weights_array(w)
         if arr is None:
             return None
         if dtypes.is_floating(arr.dtype):
             arr = arr.astype(np.float64 if self.float_dtype == torch.float64 else np.float32, copy=False)
         out = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+        if operand and self.tf32:
+            out = round_tf32(out)
         return out.reshape(shape) if shape is not None else out
 
 

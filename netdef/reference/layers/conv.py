@@ -49,7 +49,7 @@ def convolution(layer, ctx):
     window = list(layer.kernel_size_nd)
     c_in = layer.get_input(0).shape[-n - 1]
     kshape = (layer.num_output_maps, c_in // groups if c_in > 0 else -1, *window)
-    w0 = ctx.weights(layer.kernel, kshape) if input_or_none(layer, 1) is None else None
+    w0 = ctx.weights(layer.kernel, kshape, operand=True) if input_or_none(layer, 1) is None else None
     b0 = ctx.weights(layer.bias)
 
     def fn(x, w=None, b=None):
@@ -72,7 +72,7 @@ def deconvolution(layer, ctx):
     window = list(layer.kernel_size_nd)
     c_in = layer.get_input(0).shape[-n - 1]
     kshape = (c_in if c_in > 0 else -1, layer.num_output_maps // groups, *window)
-    w0 = ctx.weights(layer.kernel, kshape) if input_or_none(layer, 1) is None else None
+    w0 = ctx.weights(layer.kernel, kshape, operand=True) if input_or_none(layer, 1) is None else None
     b0 = ctx.weights(layer.bias)
 
     def fn(x, w=None, b=None):

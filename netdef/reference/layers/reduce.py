@@ -43,9 +43,12 @@ def topk(layer, ctx):
     largest, k0 = layer.op.name == "MAX", layer.k
 
     def fn(x, k=None):
+        # ties go to the lower index: a stable sort keeps equal values in index order. NVIDIA's
+        # ONNX parser lowers ArgMax/ArgMin/Hardmax (first index of the extreme value) onto
+        # TopK with k=1, which only holds with this rule (ONNX node tests, docs/reference.md)
         kk = int(k.reshape(-1)[0]) if k is not None else k0
-        values, indices = torch.topk(x, kk, axis, largest=largest, sorted=True)
-        return values, indices
+        values, indices = torch.sort(x, stable=True, dim=axis, descending=largest)
+        return values.narrow(axis, 0, kk), indices.narrow(axis, 0, kk)
     return fn
 
 

@@ -52,7 +52,14 @@ def shuffle(layer, ctx):
 
 @register("SQUEEZE")
 def squeeze(layer, ctx):
-    return lambda x, axes: x.squeeze(tuple(a % x.ndim for a in axes.tolist()))
+    # without an axes input TensorRT removes every dimension that is statically 1 in the
+    # network definition; dynamic dimensions stay (add_squeeze's docstring)
+    static = tuple(i for i, d in enumerate(layer.get_input(0).shape) if d == 1)
+
+    def fn(x, axes=None):
+        dims = static if axes is None else tuple(a % x.ndim for a in axes.tolist())
+        return x.squeeze(dims) if dims else x
+    return fn
 
 
 @register("UNSQUEEZE")

@@ -1,0 +1,164 @@
+"""Reference-runner faults found from outside, each pinned by a test that failed before its fix."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import netdef
+import netdef.reference as R
+from helpers import randn
+from netdef import functional as F
+from netdef import nn
+from netdef.fold import fold_batchnorm
+from netdef.reference.registry import round_tf32
+
+t = netdef.backend.trt()
+
+
+def raw(shapes: dict, make):
+    net = netdef.Network()
+    ins = [net.network.add_input(k, t.float32, s) for k, s in shapes.items()]
+    outs = make(net, net.network, *ins)
+    for o in outs if isinstance(outs, (list, tuple)) else [outs]:
+        net.network.mark_output(o)
+    return net
+
+
+class ConvBN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+def test_folding_in_place_recompiles_the_cached_program(rng):
+    model = ConvBN()
+    model.bn.running_mean = randn(rng, 4)
+    model.bn.running_var = np.abs(randn(rng, 4)) + 0.5
+    x = randn(rng, 1, 3, 8, 8)
+    net = netdef.trace(model, netdef.Input("x", x.shape))
+    conv = net.module_outputs["conv"][0][0]
+    before = R.run(net, {"x": x}, all_tensors=True)
+    assert fold_batchnorm(net) == 1
+    after = R.run(net, {"x": x}, all_tensors=True)
+    # the folded convolution now computes what conv + BatchNorm computed; a stale program
+    # would still return the unfolded convolution here
+    netdef.tolerance.assert_close(after[conv], before[net.module_outputs["bn"][0][0]], "float32")
+    assert not torch.allclose(after[conv], before[conv], atol=1e-3)
+    netdef.tolerance.assert_close(after["output"], before["output"], "float32")
+
+
+def test_rewiring_a_layer_recompiles():
+    def make(net, n, x):
+        a = n.add_activation(x, t.ActivationType.RELU).get_output(0)
+        b = n.add_unary(x, t.UnaryOperation.NEG).get_output(0)
+        return n.add_identity(a).get_output(0)
+
+    net = raw({"x": (2, 3)}, make)
+    x = torch.randn(2, 3)
+    assert torch.equal(R.run(net, {"x": x})[net.network.get_output(0).name], torch.relu(x))
+    ident, neg = net.network.get_layer(2), net.network.get_layer(1)
+    ident.set_input(0, neg.get_output(0))
+    assert torch.equal(R.run(net, {"x": x})[net.network.get_output(0).name], -x)
+
+
+def test_squeeze_without_axes_removes_every_static_unit_dim():
+    net = raw({"x": (2, 1, 3, 1)}, lambda net, n, x: n.add_squeeze(x).get_output(0))
+    x = torch.randn(2, 1, 3, 1)
+    (out,) = R.run(net, {"x": x}).values()
+    assert out.shape == (2, 3) and torch.equal(out, x.reshape(2, 3))
+
+
+@pytest.mark.parametrize("op", ["MAX", "MIN"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_topk_ties_take_the_lower_index_first(op, k):
+    x = torch.tensor([[1.0, 3.0, 3.0, -2.0, 3.0, -2.0], [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]])
+
+    def make(net, n, inp):
+        layer = n.add_topk(inp, getattr(t.TopKOperation, op), k, 1 << 1)
+        return [layer.get_output(0), layer.get_output(1)]
+
+    values, indices = R.run(raw({"x": (2, 6)}, make), {"x": x}).values()
+    sign = -1.0 if op == "MAX" else 1.0
+    order = sorted(range(6), key=lambda i: (sign * x[0, i].item(), i))[:k]  # by value, then by index
+    assert indices[0].tolist() == order
+    assert indices[1].tolist() == list(range(k))  # all equal: lowest indices, in order
+    assert values[0].tolist() == [x[0, i].item() for i in order]
+
+
+def test_unsupported_layer_type_is_named_before_the_cycle_check():
+    """A loop's recurrence is a cycle in the layer graph; the error must still name the layer type."""
+    def make(net, n, x):
+        loop = n.add_loop()
+        loop.add_trip_limit(n.add_constant((), net.weights(np.array(3, np.int32))).get_output(0),
+                            t.TripLimit.COUNT)
+        rec = loop.add_recurrence(x)
+        y = n.add_elementwise(rec.get_output(0), x, t.ElementWiseOperation.SUM).get_output(0)
+        rec.set_input(1, y)
+        return loop.add_loop_output(rec.get_output(0), t.LoopOutput.LAST_VALUE).get_output(0)
+
+    net = raw({"x": (2, 3)}, make)
+    if "RECURRENCE" in R.registry.LAYERS:
+        pytest.skip("loops are supported")
+    with pytest.raises(netdef.NetdefError, match=r"has type (TRIP_LIMIT|RECURRENCE|LOOP_OUTPUT).*not support"):
+        R.run(net, {"x": torch.randn(2, 3)})
+
+
+def test_round_tf32_keeps_ten_mantissa_bits_rounding_to_nearest():
+    one_ulp = 2.0 ** -10  # TF32's spacing just above 1.0
+    x = torch.tensor([1.0, 1.0 + one_ulp / 2, 1.0 + one_ulp / 2 - 2 ** -20, -(1.0 + one_ulp / 2),
+                      1.0 + one_ulp * 0.75, float("inf"), 3.0e38])
+    got = round_tf32(x)
+    assert got.tolist()[:5] == [1.0, 1.0 + one_ulp, 1.0, -(1.0 + one_ulp), 1.0 + one_ulp]
+    assert got[5] == float("inf") and torch.isfinite(got[6])
+    assert torch.equal(round_tf32(got), got)  # idempotent
+    half = torch.randn(100).half()
+    assert torch.equal(round_tf32(half.float()), half.float())  # fp16 values are TF32 values
+
+
+def test_tf32_models_rounded_operands_of_convolution_and_matmul(rng):
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Linear(4 * 6 * 6, 5)
+
+        def forward(self, x):
+            return self.fc(torch_free_flatten(self.conv(x)))
+
+    def torch_free_flatten(y):
+        return y.flatten(1)
+
+    model = Net()
+    x = torch.from_numpy(randn(rng, 2, 3, 8, 8))
+    net = netdef.trace(model, netdef.Input("x", tuple(x.shape)))
+    exact = R.run(net, {"x": x})["output"]
+    tf32 = R.run(net, {"x": x}, tf32=True)["output"]
+    w, b = (torch.from_numpy(model.conv.weight.data), torch.from_numpy(model.conv.bias.data))
+    fw, fb = (torch.from_numpy(model.fc.weight.data), torch.from_numpy(model.fc.bias.data))
+    y = torch.nn.functional.conv2d(round_tf32(x), round_tf32(w), b)
+    want = round_tf32(y.flatten(1)) @ round_tf32(fw).T + fb
+    netdef.tolerance.assert_close(tf32, want, "float32", atol=1e-6, rtol=1e-6)
+    assert (tf32 - exact).abs().max() > 1e-5  # TF32 is a real precision change ...
+    assert (tf32 - exact).abs().max() < 1e-2  # ... of TF32's size
+    with pytest.raises(netdef.NetdefError, match="tf32=True models float32 math"):
+        R.run(net, {"x": x}, tf32=True, compute_dtype=torch.float64)
+
+
+@pytest.mark.gpu
+def test_cuda_float32_is_ieee_and_the_callers_settings_survive(rng):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    model = nn.Conv2d(64, 64, 3)
+    x = torch.from_numpy(randn(rng, 2, 64, 32, 32))
+    net = netdef.trace(model, netdef.Input("x", tuple(x.shape)))
+    before = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    got = R.run(net, {"x": x}, device="cuda")["output"].cpu()
+    assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == before
+    want = torch.nn.functional.conv2d(x.double(), torch.from_numpy(model.weight.data).double(),
+                                      torch.from_numpy(model.bias.data).double()).float()
+    netdef.tolerance.assert_close(got, want, "float32", atol=1e-5, rtol=1e-5)
