@@ -40,7 +40,7 @@ def numpy_to_torch(array: np.ndarray) -> Any:
     """A torch tensor of `array`, sharing memory; bfloat16/float8 bits reinterpreted exactly."""
     import torch
 
-    array = np.ascontiguousarray(array)
+    array = np.require(array, requirements="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
     special = next((name for name, dt in _ML_DTYPES.items() if dt == array.dtype), None)
     if special is not None:  # torch has the same formats under the same names
         bits = torch.from_numpy(array.view(np.uint16 if array.dtype.itemsize == 2 else np.uint8))

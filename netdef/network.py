@@ -272,7 +272,7 @@ class Network:
     # ---- weights ----------------------------------------------------------
     def keep(self, array: np.ndarray) -> np.ndarray:
         """Keep `array` alive until the build ends (TensorRT holds only its pointer)."""
-        array = np.ascontiguousarray(array)
+        array = np.require(array, requirements="C")  # keeps 0-d arrays 0-d
         self._keepalive.append(array)
         return array
 

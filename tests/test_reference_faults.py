@@ -162,3 +162,16 @@ def test_cuda_float32_is_ieee_and_the_callers_settings_survive(rng):
     want = torch.nn.functional.conv2d(x.double(), torch.from_numpy(model.weight.data).double(),
                                       torch.from_numpy(model.bias.data).double()).float()
     netdef.tolerance.assert_close(got, want, "float32", atol=1e-5, rtol=1e-5)
+
+
+def test_zero_dimensional_numpy_inputs_stay_scalars():
+    """np.ascontiguousarray turns 0-d arrays into shape (1,); a scalar input must stay a scalar."""
+    net = netdef.Network()
+    x = net.network.add_input("x", t.float32, (3,))
+    lo = net.network.add_input("lo", t.float32, ())
+    layer = net.network.add_shuffle(lo)
+    layer.reshape_dims = (1,)
+    out = net.network.add_elementwise(x, layer.get_output(0), t.ElementWiseOperation.MAX).get_output(0)
+    net.network.mark_output(out)
+    got = R.run(net, {"x": np.array([-1.0, 0.5, 2.0], np.float32), "lo": np.float32(0.25)})
+    assert got[out.name].tolist() == [0.25, 0.5, 2.0]

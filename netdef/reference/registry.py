@@ -89,7 +89,7 @@ class Context:
             return None
         if dtypes.is_floating(arr.dtype):
             arr = arr.astype(np.float64 if self.float_dtype == torch.float64 else np.float32, copy=False)
-        out = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+        out = torch.from_numpy(np.require(arr, requirements="C")).to(self.device)
         if operand and self.tf32:
             out = round_tf32(out)
         return out.reshape(shape) if shape is not None else out
