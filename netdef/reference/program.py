@@ -79,8 +79,8 @@ def _to_torch(value: Any, name: str, device: Any):
 
     if isinstance(value, torch.Tensor):
         return value.to(device)
-    if isinstance(value, np.ndarray):
-        return numpy_to_torch(value).to(device)
+    if isinstance(value, (np.ndarray, np.generic)):  # numpy scalars (np.float32(1)) are 0-d inputs
+        return numpy_to_torch(np.asarray(value)).to(device)
     raise RunnerError(f"input {name!r} must be a torch.Tensor or numpy array, got {type(value).__name__}")
 
 
