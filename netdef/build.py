@@ -55,10 +55,22 @@ def _progress_monitor(stream: Any) -> Any:
     return Monitor()
 
 
+def prepare(model: Any, *inputs: Input, dtype: Any = "float32", fold_batchnorm: bool = True,
+            **trace_kwargs: Any) -> Network:
+    """The network `build` hands TensorRT for `model`: traced, then BatchNorm folded.
+
+    compare() runs this same network in its precision stage, so what is compared is what is built.
+    """
+    net = trace(model, *inputs, dtype=dtype, **trace_kwargs)
+    net.weights_sha256, net.traced_weight_bytes = net.weights_digest, net.weight_bytes
+    net.folded_batchnorms = fold(net) if fold_batchnorm else 0
+    return net
+
+
 def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
           workspace: int | None = None, optimization_level: int | None = None,
           timing_cache: str | os.PathLike | None = None, progress: bool | None = None,
-          fold_batchnorm: bool | None = None, **trace_kwargs: Any) -> Plan:
+          fold_batchnorm: bool | None = None, tf32: bool = True, **trace_kwargs: Any) -> Plan:
     """Trace `model` (unless it is already a Network) and build a serialized engine.
 
     `model` may also be a raw INetworkDefinition created with netdef.backend.builder();
@@ -69,7 +81,8 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
     where the backend supports one; progress: show build phases (default: on a terminal);
     fold_batchnorm: fold eval BatchNorm scale layers into the convolutions before them
     (netdef.fold; default on when build traces the model itself, off for a given network,
-    because folding rewrites that network in place).
+    because folding rewrites that network in place); tf32: let TensorRT compute float32
+    convolutions and matrix multiplies in TF32 (its default; `compare` models it).
     """
     t = backend.trt()
     if isinstance(model, Network):
@@ -79,13 +92,15 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
     elif isinstance(model, t.INetworkDefinition):  # written with the raw API
         net = Network.wrap(model, inputs)
     else:
-        net = trace(model, *inputs, dtype=dtype, **trace_kwargs)
-        fold_batchnorm = True if fold_batchnorm is None else fold_batchnorm
-    # identify the weights as loaded and traced, before folding derives new arrays from them
-    weights_sha256, weight_bytes = net.weights_digest, net.weight_bytes
-    folded = fold(net) if fold_batchnorm else 0
+        net = prepare(model, *inputs, dtype=dtype, fold_batchnorm=fold_batchnorm is not False, **trace_kwargs)
+    if getattr(net, "weights_sha256", None) is None:
+        # identify the weights as loaded and traced, before folding derives new arrays from them
+        net.weights_sha256, net.traced_weight_bytes = net.weights_digest, net.weight_bytes
+        net.folded_batchnorms = fold(net) if fold_batchnorm else 0
     builder = net.builder
     config = builder.create_builder_config()
+    if not tf32:
+        config.clear_flag(t.BuilderFlag.TF32)
     if workspace is not None:
         config.set_memory_pool_limit(t.MemoryPoolType.WORKSPACE, int(workspace))
     if optimization_level is not None:
@@ -128,10 +143,11 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         "quantization": _quantization_spec(net),
         "inputs": [i.to_json() for i in net.inputs],
         "outputs": [_output_spec(net.network, name) for name in net.outputs],
-        "weights_sha256": weights_sha256,
-        "weight_bytes": weight_bytes,
+        "weights_sha256": net.weights_sha256,
+        "weight_bytes": net.traced_weight_bytes,
         "layers": net.network.num_layers,
-        "folded_batchnorms": folded,
+        "folded_batchnorms": net.folded_batchnorms,
+        "tf32": bool(config.get_flag(t.BuilderFlag.TF32)),
         "build_seconds": round(seconds, 3),
     }
     if backend.is_rtx() and config.num_compute_capabilities:

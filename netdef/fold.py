@@ -77,6 +77,7 @@ def fold_batchnorm(net: Network) -> int:
         net.conv_arrays[index] = (kernel, new_bias)
         for consumer, j in consumers.get(y.name, []):
             consumer.set_input(j, x)
+        net.aliases[y.name] = x.name  # the BatchNorm's value now comes out of the convolution
         errors = backend.logger().take_errors()
         if errors:
             raise BuildError(f"folding BatchNorm {scale_layer.name!r} into convolution {conv.name!r} failed:\n  "

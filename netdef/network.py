@@ -136,6 +136,15 @@ class Network:
         # module path -> dtype override for that subtree
         self.dtype_overrides: dict[str, str] = {}
         self.quantization: Any = None  # a netdef.quantize.QuantConfig, set by trace
+        # the model's return value with each output tensor replaced by its output name (set by trace)
+        self.output_tree: Any = None
+        # tensor name -> the tensor that now carries its value, after an in-place rewrite
+        # (BatchNorm folding: the BatchNorm's output is the folded convolution's output)
+        self.aliases: dict[str, str] = {}
+        # set once by build.prepare (or build): the weights as traced, before folding derives new ones
+        self.weights_sha256: str | None = None
+        self.traced_weight_bytes = 0
+        self.folded_batchnorms = 0
         self.revision = 0  # bumped by in-place edits (netdef.fold), so cached reference programs recompile
         self._keepalive: list[Any] = []
         self._owned: set[int] = set()
@@ -327,9 +336,10 @@ class Network:
         itensor.name = name
         if old in self._producer:
             self._producer[name] = self._producer.pop(old)
-        for calls in self.module_outputs.values():
-            for call in calls:
-                call[:] = [name if n == old else n for n in call]
+        for table in (self.module_outputs, self.module_inputs):  # both still name the tensor by its old name
+            for calls in table.values():
+                for call in calls:
+                    call[:] = [name if n == old else n for n in call]
         self.network.mark_output(itensor)
         self.outputs.append(name)
 

@@ -7,7 +7,7 @@ from netdef import dtypes, quantize
 from netdef.errors import TraceError
 from netdef.functional._core import cast
 from netdef.network import Input, Network, check_shared_dims
-from netdef.nn.module import Module, _tensors
+from netdef.nn.module import Module, _map_tensors, _tensors
 from netdef.tensor import Tensor
 
 _COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
@@ -96,6 +96,8 @@ def _trace_into(net: Network, model: Any, inputs: Sequence[Input], output_names:
             if dtypes.is_floating(t.dtype):
                 t = cast(_before_override_cast(net, t, out_dtype), out_dtype)
             net.mark_output(t, oname)
+        names = iter(output_names)
+        net.output_tree = _map_tensors(result, lambda _t: next(names))  # compare matches outputs by structure
 
 
 def _before_override_cast(net: Network, t: Tensor, dtype: str) -> Tensor:

@@ -79,6 +79,6 @@ def test_main_job(tmp_path):
     res = subprocess.run([sys.executable, "-m", "netdef.cli", "demo", "-o", str(tmp_path / "lenet5.engine")],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "OK: 13 module outputs match" in res.stdout
+    assert "OK: 13 outputs compared" in res.stdout
     assert "held-out accuracy on 360 digits: reference runner 98.06%" in res.stdout
     assert os.path.getsize(tmp_path / "lenet5.engine") > 100_000

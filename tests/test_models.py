@@ -13,7 +13,7 @@ import torch
 import torchvision
 
 import netdef
-from _model_helpers import random_original
+from helpers import random_original
 from netdef.models import MODELS, create, lenet, mobilenetv2, originals, resnet, vgg, vit, yolov5
 
 

@@ -124,25 +124,27 @@ def test_float32_head_output_is_not_rounded_through_float16():
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_compare_reports_per_module_drift_within_dtype_tolerance(dtype):
+def test_compare_reports_per_module_drift_within_dtype_budget(dtype):
     original, port = twins(small_cnn)
     x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(5))
     report = netdef.compare(original, port, (x,), dtype=dtype)
     assert report.ok, str(report)
-    drift = {r.path: r.stats.max_abs for r in report.rows if r.stats}
-    assert set(drift) >= {"conv1", "bn1", "relu1", "conv2", "fc"}
-    assert all(v > 0 for v in drift.values())  # the port really computes in reduced precision
-    assert all(r.dtype == dtype for r in report.rows if r.path != "<output output>")
+    assert report.drift_checked and report.precision == dtype
+    drift = {r.path: r.drift for r in report.rows if r.drift}
+    assert set(drift) >= {"bn1", "relu1", "fc"}  # conv1/conv2 are folded with their BatchNorms
+    assert all(0 < d.err and d.snr_db < 200 for d in drift.values())  # the port really computes in `dtype`
+    assert all(r.dtype == dtype for r in report.rows if r.drift and r.path != "<output>")
+    assert all(r.stats.ratio <= 1 for r in report.rows)  # and the float32 port matches torch
 
 
-def test_float32_tolerance_catches_a_float16_port():
+def test_a_strict_drift_budget_catches_float16_rounding():
     original, port = twins(small_cnn)
     x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(6))
-    atol, rtol = netdef.tolerance.for_dtype("float32")
-    report = netdef.compare(original, port, (x,), dtype="float16", atol=atol, rtol=rtol)
-    assert not report.ok
-    assert report.first_failure.path == "conv1"  # the first module already drifts
-    assert netdef.compare(original, port, (x,), dtype="float32").ok
+    strict = netdef.compare(original, port, (x,), dtype="float16", drift=netdef.tolerance.Budget(200.0, 1e-9))
+    assert not strict.ok
+    assert strict.first_failure.path == "bn1" and strict.first_failure.status == "DRIFT"  # the first output
+    assert all(r.stats.passed for r in strict.rows)  # stage one (float32) still passes
+    assert netdef.compare(original, port, (x,), dtype="float16").ok
 
 
 def test_bfloat16_with_overrides_matches_torch():

@@ -165,10 +165,10 @@ def test_quantized_cnn_compare_and_top1(cnn):
     assert report.ok, str(report)
     assert report.quantization == "int8" and "float32 + int8 Q/DQ" in report.summary()
     assert json.loads(report.to_json())["quantization"] == "int8"
-    errors = {r.path: r.stats for r in report.rows if r.stats}
-    assert errors["conv1"].max_abs > 1e-3 and errors["conv1"].cosine > 0.999  # real but small error
-    strict = netdef.compare(original, port, (x,), quantization=config, atol=1e-4, rtol=1e-4)
-    assert not strict.ok and strict.first_failure.path == "conv1"
+    drift = {r.path: r.drift for r in report.rows if r.drift}
+    assert drift["conv1"].err > 1e-3 and drift["conv1"].cosine > 0.999  # real but small error
+    strict = netdef.compare(original, port, (x,), quantization=config, drift=netdef.tolerance.Budget(80.0, 1e-4))
+    assert not strict.ok and strict.first_failure.path == "conv1" and strict.first_failure.status == "DRIFT"
     held_out = torch.randn(256, 3, 16, 16, generator=gen)
     net = netdef.trace(port, netdef.Input("x", tuple(held_out.shape)), quantization=config)
     quantized = run(net, {"x": held_out})["output"]
