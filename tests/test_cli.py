@@ -206,3 +206,19 @@ def test_non_strict_lists_every_key_left_random_and_every_key_ignored(capsys, tm
             in err)
     assert "conv2.bias, fc1.weight, fc3.bias" in err
     assert f"1 keys in {path} are not in LeNet5 and were ignored:\n  classifier.weight" in err
+
+
+def test_readme_command_lines_parse():
+    """Every `netdef ...` line of the README's "Command line" block is valid for today's parser."""
+    import re
+    import shlex
+
+    from netdef.cli import build_parser
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    block = re.search(r"## Command line\n\n```\n(.*?)```", readme, re.S).group(1)
+    lines = [line.split("#")[0] for line in block.splitlines() if line.startswith("netdef ")]
+    assert len(lines) >= 4
+    for line in lines:
+        args = build_parser().parse_args(shlex.split(line)[1:])  # a bad flag or value exits 2 here
+        assert args.command == shlex.split(line)[1]
