@@ -384,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the first line is the error; library messages may add indented context (the user's line)
         print(f"netdef {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ValueError as exc:  # a bad value reached torch/numpy/netdef from the arguments or the model's code
+        print(f"netdef {args.command}: error: {_failure(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"netdef {args.command}: interrupted", file=sys.stderr)
         return 130

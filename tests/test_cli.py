@@ -176,6 +176,19 @@ def test_an_exception_from_the_models_own_code_is_exit_3_with_its_traceback(caps
     assert "Traceback" in err and "no_such_method" in err and "internal error" in err.splitlines()[-1]
 
 
+def test_a_value_error_in_the_models_code_is_one_line_with_its_location(capsys, tmp_path):
+    (tmp_path / "unpack.py").write_text(textwrap.dedent("""
+        from netdef import nn
+
+        class Net(nn.Module):
+            def forward(self, x):
+                a, b = x.chunk(3, 1)
+                return a + b
+    """))
+    err = user_error(capsys, "build", f"{tmp_path / 'unpack.py'}:Net", "--random-weights", "-s", "x=1,6,8,8")
+    assert "ValueError: too many values to unpack (expected 2)" in err and "unpack.py:6)" in err
+
+
 def test_random_weights_and_engine_named_after_the_spec(capsys, tmp_path, monkeypatch):
     from netdef.cli import engine_name
 
