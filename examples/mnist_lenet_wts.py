@@ -7,20 +7,20 @@ call below adds TensorRT layers (print them with --show-calls, or run
 or missing weight is an error that names the key, and the result is checked against
 real held-out digits.
 
-Run: python examples/mnist_lenet_wts.py [--weights weights/lenet5.wts] [--show-calls]
+Run: python examples/mnist_lenet_wts.py [--weights models/weights/lenet5.wts] [--show-calls]
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
 import netdef
 from netdef import functional as F
 from netdef.inspect import describe_network
+from netdef.models.lenet import WEIGHTS_DIR
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lenet5.wts"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "lenet5.wts"
 SHAPES = {  # .wts stores no shapes: the network definition supplies them
     "conv1.weight": (6, 1, 5, 5), "conv1.bias": (6,), "conv2.weight": (16, 6, 5, 5), "conv2.bias": (16,),
     "fc1.weight": (120, 400), "fc1.bias": (120,), "fc2.weight": (84, 120), "fc2.bias": (84,),

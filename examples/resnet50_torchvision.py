@@ -10,13 +10,12 @@ Run: python examples/resnet50_torchvision.py [--weights r50.pth] [--size 224] [-
 from __future__ import annotations
 
 import argparse
+import sys
 import time
-
-import torch
-import torchvision
 
 import netdef
 from netdef.models.resnet import resnet50
+from netdef.optional import require
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=224, help="image size (default 224)")
     p.add_argument("--engine", default="resnet50_fp16.engine", help="where to save the engine")
     args = p.parse_args(argv)
+    torch = require("torch", "this example")
+    torchvision = require("torchvision", "this example")  # netdef's [torchvision] extra
 
     torch.manual_seed(0)
     original = torchvision.models.resnet50(weights=None).eval()
@@ -54,4 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except netdef.NetdefError as exc:  # a missing package or a bad weights file: one line, no traceback
+        print(f"{sys.argv[0]}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -12,9 +12,10 @@ from typing import Any, Callable, NamedTuple
 
 def _torchvision(name: str) -> Callable[[], Any]:
     def make() -> Any:
-        import torchvision
+        from netdef.optional import require
 
-        return getattr(torchvision.models, name)(weights=None)
+        tvm = require("torchvision.models", f"the torch original of {name} (torchvision.models.{name})")
+        return getattr(tvm, name)(weights=None)
     return make
 
 

@@ -1,9 +1,14 @@
 """LeNet-5 for 1x28x28 digits; state_dict names equal `netdef.models.originals.LeNet5`."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from netdef import nn
+
+# Trained weights (lenet5.safetensors, lenet5.wts) ship inside the package as package data, so the
+# main job works from a regular install too; weights/README.md there says how they were trained.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 class LeNet5(nn.Module):

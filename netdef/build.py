@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from typing import Any
+
+import numpy as np
 
 from netdef import __version__, backend, dtypes
 from netdef.errors import BuildError
@@ -67,8 +70,32 @@ def prepare(model: Any, *inputs: Input, dtype: Any = "float32", fold_batchnorm: 
     return net
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"\s*([-+]?[0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([KMGT]?)(I?B)?\s*", re.I)
+
+
+def memory_size(value: int | str) -> int:
+    """Bytes from an int or a string such as '4G', '512M', '1.5GiB', '4096'.
+
+    Units are binary, as in trtexec's --memPoolSize and TensorRT's own pool sizes: K, M, G, T
+    with an optional 'B' or 'iB' (4G = 4GB = 4GiB = 4 * 2**30). Negative sizes are refused.
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        size = int(value)
+    elif isinstance(value, str) and (m := _SIZE.fullmatch(value)):
+        exact = float(m.group(1)) * _UNITS[m.group(2).upper()]
+        if not m.group(2) and not exact.is_integer():
+            raise BuildError(f"memory size {value!r}: a byte count is a whole number (or give a unit: 1.5G)")
+        size = int(exact)
+    else:
+        raise BuildError(f"memory size {value!r}: expected bytes or a number with a unit, e.g. 4G, 512M, 1.5GiB")
+    if size < 0:
+        raise BuildError(f"memory size {value!r} is negative")
+    return size
+
+
 def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
-          workspace: int | None = None, optimization_level: int | None = None,
+          workspace: int | str | None = None, optimization_level: int | None = None,
           timing_cache: str | os.PathLike | None = None, progress: bool | None = None,
           fold_batchnorm: bool | None = None, tf32: bool = True, **trace_kwargs: Any) -> Plan:
     """Trace `model` (unless it is already a Network) and build a serialized engine.
@@ -76,7 +103,8 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
     `model` may also be a raw INetworkDefinition created with netdef.backend.builder();
     then `inputs` give the shape ranges of its inputs.
 
-    workspace: bytes for TensorRT's scratch memory pool; optimization_level: 0-5
+    workspace: TensorRT's scratch memory pool limit, bytes or a size such as "4G" (memory_size);
+    optimization_level: 0-5
     (builder effort); timing_cache: a file read before and written after the build
     where the backend supports one; progress: show build phases (default: on a terminal);
     fold_batchnorm: fold eval BatchNorm scale layers into the convolutions before them
@@ -85,6 +113,7 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
     convolutions and matrix multiplies in TF32 (its default; `compare` models it).
     """
     t = backend.trt()
+    workspace = None if workspace is None else memory_size(workspace)
     if isinstance(model, Network):
         if inputs:
             raise BuildError("build(network, ...) takes no Inputs: the network already has them")
@@ -102,7 +131,7 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
     if not tf32:
         config.clear_flag(t.BuilderFlag.TF32)
     if workspace is not None:
-        config.set_memory_pool_limit(t.MemoryPoolType.WORKSPACE, int(workspace))
+        config.set_memory_pool_limit(t.MemoryPoolType.WORKSPACE, workspace)
     if optimization_level is not None:
         config.builder_optimization_level = int(optimization_level)
     if any(i.is_dynamic for i in net.inputs):

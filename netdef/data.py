@@ -2,7 +2,7 @@
 
 The digits are the UCI "Optical Recognition of Handwritten Digits" set that ships inside the
 scikit-learn wheel (1797 images, 8x8, 17 grey levels), so nothing is downloaded at run time.
-They are made LeNet-sized once, here, for training (weights/train_lenet.py) and for checks:
+They are made LeNet-sized once, here, for training (models/weights/train_lenet.py) and for checks:
 each pixel becomes a 3x3 block (nearest-neighbour upscale 8x8 -> 24x24), the 24x24 image is
 zero-padded by 2 on every side to 28x28 (MNIST's centred-digit layout), and grey levels 0..16
 are scaled to [0, 1]. The split is by position, not by a random generator, so it is the same
@@ -15,6 +15,7 @@ import functools
 import numpy as np
 
 from netdef.errors import NetdefError
+from netdef.optional import require
 
 __all__ = ["N_TRAIN", "SPLITS", "load_digits"]
 
@@ -28,13 +29,8 @@ _MAX_LEVEL = 16.0  # grey levels are integers 0..16
 @functools.lru_cache(maxsize=1)
 def _all_digits() -> tuple[np.ndarray, np.ndarray]:
     """All 1797 preprocessed images and labels (read-only; callers get copies)."""
-    try:
-        from sklearn.datasets import load_digits as sk_load_digits
-    except ImportError as e:
-        raise NetdefError(
-            "netdef.data reads the handwritten digits bundled with scikit-learn, which is not "
-            "installed: pip install 'scikit-learn>=1.3'") from e
-    bunch = sk_load_digits()
+    datasets = require("sklearn.datasets", "netdef.data (the handwritten digits bundled with scikit-learn)")
+    bunch = datasets.load_digits()
     images = bunch.images.astype(np.float32) / np.float32(_MAX_LEVEL)  # (N, 8, 8) in [0, 1]
     images = images.repeat(_UPSCALE, axis=1).repeat(_UPSCALE, axis=2)
     images = np.pad(images, ((0, 0), (_PAD, _PAD), (_PAD, _PAD)))[:, None]
@@ -48,7 +44,7 @@ def load_digits(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """(images float32 (N, 1, 28, 28) in [0, 1], labels int64 (N,)) of one split.
 
     split="train" gives the 1437 images LeNet-5 was trained on; split="test" the 360 held-out
-    ones its documented accuracy (weights/README.md) is measured on.
+    ones its documented accuracy (models/weights/README.md) is measured on.
     """
     if split not in SPLITS:
         raise NetdefError(f"netdef.data.load_digits: split must be one of {SPLITS}, got {split!r}")

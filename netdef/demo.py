@@ -8,31 +8,29 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 
 import netdef
 from netdef.errors import NetdefError
-
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lenet5.safetensors"
+from netdef.optional import require
 
 
 def main(engine_path: str = "lenet5.engine") -> int:
-    import torch
-
+    torch = require("torch", "netdef demo")
+    require("sklearn", "netdef demo (its held-out digits)")  # before the build, not after it
     from netdef.data import load_digits
-    from netdef.models.lenet import LeNet5
+    from netdef.models.lenet import WEIGHTS_DIR, LeNet5
     from netdef.models.originals import LeNet5 as TorchLeNet5
 
-    if not WEIGHTS.exists():
-        raise NetdefError(f"shipped weights not found at {WEIGHTS}; run `netdef demo` from a netdef checkout "
-                          "installed with `pip install -e .`")
+    weights_path = WEIGHTS_DIR / "lenet5.safetensors"
+    if not weights_path.exists():
+        raise NetdefError(f"the shipped weights are missing from this netdef installation: {weights_path}")
     t0 = time.perf_counter()
-    state = netdef.weights.load(WEIGHTS)
+    state = netdef.weights.load(weights_path)
     model = LeNet5()
     model.load_state_dict(state)
-    print(f"[1/4] loaded {len(state)} tensors from {WEIGHTS.name} ({time.perf_counter() - t0:.2f} s)")
+    print(f"[1/4] loaded {len(state)} tensors from {weights_path.name} ({time.perf_counter() - t0:.2f} s)")
 
     t0 = time.perf_counter()
     plan = netdef.build(model, netdef.Input("x", (("batch", 1, 64, 512), 1, 28, 28)), progress=False)

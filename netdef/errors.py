@@ -39,6 +39,11 @@ class EngineError(NetdefError):
     """A plan file is missing, corrupt, or made for another backend or GPU."""
 
 
+class MissingDependency(NetdefError, ImportError):
+    """An optional package (torch, torchvision, scikit-learn, ...) is not installed; says what to
+    install (netdef.optional.require). An ImportError too, so `except ImportError` still works."""
+
+
 def user_frame() -> str:
     """'file.py:LINE: source' of the innermost caller outside netdef itself.
 

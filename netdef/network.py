@@ -24,17 +24,31 @@ _ACTIVE: contextvars.ContextVar["Network | None"] = contextvars.ContextVar("netd
 DimSpec = tuple  # (name | None, min, opt, max)
 
 
+_INT64_MAX = (1 << 63) - 1
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
 def _parse_dim(d: Any, where: str) -> DimSpec:
-    if isinstance(d, (int, np.integer)) and not isinstance(d, bool):
-        if d < 0:
-            raise ValueError(f"{where}: a static dimension must be >= 0, got {d}")
+    """A static dimension is >= 1: a 0 would make every run of the engine an empty tensor, so it is
+    always a typo. 0 keeps its meaning only as the *minimum* of a dynamic range (an input that may
+    be empty at run time, such as zero detections); opt and max must still be >= 1."""
+    if _is_int(d):
+        if d < 1:
+            raise ValueError(f"{where}: a static dimension must be >= 1, got {d} (an input that may be empty "
+                             f"at run time is a dynamic range with min 0, e.g. (0, 1, 64))")
         return (None, int(d), int(d), int(d))
     if isinstance(d, (tuple, list)):
         dname, rest = (d[0], d[1:]) if d and isinstance(d[0], str) else (None, d)
-        if len(rest) == 3 and all(isinstance(v, (int, np.integer)) for v in rest):
+        if len(rest) == 3 and all(_is_int(v) for v in rest):
             lo, opt, hi = (int(v) for v in rest)
             if not 0 <= lo <= opt <= hi:
                 raise ValueError(f"{where}: dynamic dimension {tuple(d)} needs 0 <= min <= opt <= max")
+            if opt < 1:
+                raise ValueError(f"{where}: dynamic dimension {tuple(d)} needs opt >= 1 (TensorRT tunes "
+                                 f"kernels for opt; only min may be 0)")
             return (dname, lo, opt, hi)
     raise ValueError(f"{where}: a dimension is an int, (min, opt, max) or (name, min, opt, max); got {d!r}")
 
@@ -53,6 +67,12 @@ class Input:
         object.__setattr__(self, "dtype", dtypes.name(self.dtype))
         where = f"Input {self.name!r}"
         object.__setattr__(self, "dims", tuple(_parse_dim(d, where) for d in self.shape))
+        volume = 1
+        for d in self.max_shape:
+            volume *= d
+        if volume > _INT64_MAX:
+            raise ValueError(f"{where}: shape {self.max_shape} has {volume:.3g} elements: the count "
+                             "overflows 64 bits")
 
     @property
     def is_dynamic(self) -> bool:
@@ -175,6 +195,18 @@ class Network:
         check_shared_dims(inputs)
         net.inputs = list(inputs)
         return net
+
+    def add_input(self, inp: Input) -> Any:
+        """Declare `inp` as a network input; the ITensor, or a TraceError that says why not."""
+        if any(i.name == inp.name for i in self.inputs):
+            raise TraceError(f"two inputs are named {inp.name!r}: each netdef.Input needs its own name")
+        itensor = self.network.add_input(inp.name, dtypes.to_trt(inp.dtype), inp.trt_shape)
+        errors = backend.logger().take_errors()
+        if itensor is None or errors:
+            raise TraceError(f"TensorRT rejected input {inp.name!r} of shape {inp.max_shape}: "
+                             + "; ".join(errors or ["no tensor was returned"]))
+        self.inputs.append(inp)
+        return itensor
 
     # ---- activation -------------------------------------------------------
     def __enter__(self) -> "Network":

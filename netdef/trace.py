@@ -1,6 +1,7 @@
 """trace(): run a model's forward on symbolic inputs, producing a Network."""
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Iterable, Sequence
 
 from netdef import dtypes, quantize
@@ -75,12 +76,11 @@ def _trace_into(net: Network, model: Any, inputs: Sequence[Input], output_names:
     with net:
         args = []
         for inp in inputs:
-            itensor = net.network.add_input(inp.name, dtypes.to_trt(inp.dtype), inp.trt_shape)
-            net.inputs.append(inp)
-            x = Tensor(itensor)
+            x = Tensor(net.add_input(inp))
             if dtypes.is_floating(inp.dtype):
                 x = cast(x, net.dtype)
             args.append(x)
+        _check_arity(model, inputs)
         result = model(*args)
         outs = list(_tensors(result))
         if not outs:
@@ -98,6 +98,21 @@ def _trace_into(net: Network, model: Any, inputs: Sequence[Input], output_names:
             net.mark_output(t, oname)
         names = iter(output_names)
         net.output_tree = _map_tensors(result, lambda _t: next(names))  # compare matches outputs by structure
+
+
+def _check_arity(model: Any, inputs: Sequence[Input]) -> None:
+    """More or fewer Inputs than forward takes is the caller's mistake, not a TypeError deep in forward."""
+    fn = model.forward if isinstance(model, Module) else model
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check
+        return
+    try:
+        sig.bind(*inputs)
+    except TypeError as exc:
+        what = f"{type(model).__name__}.forward" if isinstance(model, Module) else getattr(model, "__name__", "model")
+        raise TraceError(f"{what}({', '.join(sig.parameters)}) cannot take the {len(inputs)} input(s) "
+                         f"{', '.join(repr(i.name) for i in inputs)}: {exc}") from None
 
 
 def _before_override_cast(net: Network, t: Tensor, dtype: str) -> Tensor:

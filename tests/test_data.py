@@ -14,10 +14,10 @@ from safetensors.numpy import load_file
 import netdef
 from netdef import data
 from netdef.errors import NetdefError
+from netdef.models.lenet import WEIGHTS_DIR
 from netdef.models.originals import LeNet5
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
-ACCURACY = 0.9806  # weights/README.md, "Held-out accuracy"
+ACCURACY = 0.9806  # models/weights/README.md, "Held-out accuracy"
 SIZES = {"train": 1437, "test": 360}
 
 
@@ -93,7 +93,7 @@ def _torch_lenet(path: Path) -> LeNet5:
 
 @pytest.mark.parametrize("name", ["lenet5.safetensors", "lenet5.wts"])
 def test_shipped_weights_reach_documented_accuracy(name):
-    model = _torch_lenet(WEIGHTS / name)
+    model = _torch_lenet(WEIGHTS_DIR / name)
     images, labels = data.load_digits("test")
     with torch.no_grad():
         predicted = model(torch.from_numpy(images)).argmax(1).numpy()
@@ -102,15 +102,15 @@ def test_shipped_weights_reach_documented_accuracy(name):
 
 
 def test_documented_accuracy_matches_readme():
-    readme = (WEIGHTS / "README.md").read_text()
+    readme = (WEIGHTS_DIR / "README.md").read_text()
     found = re.search(r"Held-out accuracy: ([\d.]+)%", readme)
     assert found and float(found.group(1)) / 100 == pytest.approx(ACCURACY, abs=5e-5)
 
 
 def test_wts_and_safetensors_hold_identical_float32_values():
-    oracle = load_file(str(WEIGHTS / "lenet5.safetensors"))  # the safetensors package, not netdef
-    ours = netdef.weights.load(WEIGHTS / "lenet5.safetensors")
-    wts = netdef.weights.load(WEIGHTS / "lenet5.wts")
+    oracle = load_file(str(WEIGHTS_DIR / "lenet5.safetensors"))  # the safetensors package, not netdef
+    ours = netdef.weights.load(WEIGHTS_DIR / "lenet5.safetensors")
+    wts = netdef.weights.load(WEIGHTS_DIR / "lenet5.wts")
     assert list(wts) == list(ours) and set(ours) == set(oracle)
     for key, ref in oracle.items():
         assert ref.dtype == np.float32 and ours[key].dtype == np.float32
@@ -123,4 +123,4 @@ def test_wts_and_safetensors_hold_identical_float32_values():
 
 
 def test_weights_folder_stays_small():
-    assert sum(p.stat().st_size for p in WEIGHTS.iterdir() if p.is_file()) < 1 << 20
+    assert sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir() if p.is_file()) < 1 << 20

@@ -34,17 +34,28 @@ def _sizes(args: Sequence[Any]) -> list:
     return list(args)
 
 
+# x.shape reads -1 for a dynamic dimension, so Python arithmetic on it yields a wrong size silently
+_DYNAMIC_HINT = ("a dynamic dimension reads as -1 in x.shape, so arithmetic on it (x.shape[0] * 2) gives a "
+                 "wrong size; use x.size(0), a shape tensor that works at run time, e.g. "
+                 "x.reshape(x.size(0) * 2, -1)")
+
+
 def _check_sizes(sizes: Sequence[Any], what: str) -> None:
     for s in sizes:
         if isinstance(s, bool) or not (isinstance(s, _INT) or (isinstance(s, Tensor) and s.ndim <= 1)):
             network.current().fail(f"{what} sizes must be ints or int shape tensors such as x.size(0), got {s!r}")
+    for i, s in enumerate(sizes):
+        if isinstance(s, _INT) and s < -1:
+            network.current().fail(f"{what}: size {s} at position {i} of {tuple(sizes)} is negative (only -1 is "
+                                   f"allowed); {_DYNAMIC_HINT}")
 
 
 def reshape(input: Tensor, *shape: Any) -> Tensor:
     sizes = _sizes(shape)
     _check_sizes(sizes, "reshape")
     if sum(1 for s in sizes if isinstance(s, _INT) and s == -1) > 1:
-        network.current().fail(f"reshape: only one dimension can be inferred (-1), got {tuple(sizes)}")
+        hint = f"; {_DYNAMIC_HINT}" if any(d < 0 for d in input.shape) else ""
+        network.current().fail(f"reshape: only one dimension can be inferred (-1), got {tuple(sizes)}{hint}")
     if all(isinstance(s, _INT) for s in sizes) and all(d >= 0 for d in input.shape):
         numel, known = math.prod(input.shape), math.prod(s for s in sizes if s != -1)
         if (known == 0 or numel % known) if -1 in sizes else numel != known:

@@ -16,6 +16,9 @@ def __getattr__(name: str) -> Any:
     # torch loads only when the runner is used: `import netdef.reference` stays light
     if name in __all__:
         from netdef.errors import RunnerError
+        from netdef.optional import require
+
+        require("torch", "the reference runner (netdef.reference)")
         from netdef.reference import program
 
         return RunnerError if name == "RunnerError" else getattr(program, name)

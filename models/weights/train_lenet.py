@@ -1,11 +1,11 @@
-"""Train the shipped LeNet-5 weights (weights/lenet5.safetensors and weights/lenet5.wts).
+"""Train the shipped LeNet-5 weights (models/weights/lenet5.safetensors and .wts).
 
 Data: the handwritten digits bundled inside the scikit-learn wheel (UCI optdigits, 8x8),
 made 1x28x28 and split by netdef.data.load_digits -- the same function the main job uses,
 so preprocessing is defined once. Nothing is downloaded. CPU only, one thread, fixed seeds:
 15-30 s on one core. Run from a checkout installed with `pip install -e ".[dev]"`:
 
-    python weights/train_lenet.py
+    python models/weights/train_lenet.py
 """
 from __future__ import annotations
 

@@ -1,0 +1,144 @@
+"""The wheel as a user installs it (`pip install <wheel>`, not editable), and the install hints in
+environments where an optional package really is absent.
+
+Each environment is a fresh venv with the wheel installed by pip and, through a .pth file, a
+folder of links to this environment's other packages (torch, scikit-learn, ...) minus the ones a
+test removes: nothing is downloaded or copied, and a removed package is truly not importable.
+Deselect with `-m 'not wheel'`.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.wheel
+
+ROOT = Path(__file__).resolve().parent.parent
+# build outputs and local state that a clean checkout does not have
+_NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+                                     ".ruff_cache", "*.engine", "*.engine.json")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """netdef's wheel, built offline from a copy of the source (so the checkout gets no build/ folder)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    shutil.copytree(ROOT, src, ignore=_NOT_SOURCE)
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--no-index",
+                          "-w", str(tmp / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    (whl,) = (tmp / "dist").glob("netdef-*.whl")
+    return whl
+
+
+def _site_dirs() -> list[str]:
+    return [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)]
+
+
+def _top_level(dist_name: str) -> set[str]:
+    """The names a distribution installs at the top of site-packages (packages, .libs, its dist-info)."""
+    dist = importlib.metadata.distribution(dist_name)
+    return {Path(f).parts[0] for f in dist.files or () if not str(f).startswith("..")}
+
+
+def make_env(tmp: Path, wheel: Path, without: tuple[str, ...] = ()) -> Path:
+    """A fresh venv with the wheel installed, seeing this environment's packages except netdef and
+    the distributions in `without`; returns its bin folder."""
+    skip = {"netdef"}.union(*(_top_level(d) for d in without))
+    shared = tmp / "shared"
+    shared.mkdir()
+    for site in _site_dirs():
+        for name in os.listdir(site):
+            if (name in skip or name.startswith(("netdef", "__editable__")) or name.endswith(".pth")
+                    or (shared / name).exists()):
+                continue
+            (shared / name).symlink_to(os.path.join(site, name))
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "_netdef_test_shared.pth").write_text(f"{shared}\n")
+    res = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
+                          "--quiet", str(wheel)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return venv / "bin"
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def one_error_line(res: subprocess.CompletedProcess, prefix: str) -> str:
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "Traceback" not in res.stderr, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), res.stderr
+    return lines[0]
+
+
+def test_wheel_holds_every_module_and_the_shipped_weights(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"netdef/{p.relative_to(ROOT / 'netdef')}" for p in (ROOT / "netdef").rglob("*.py")}
+    expected |= {f"netdef/models/{p.relative_to(ROOT / 'models')}" for p in (ROOT / "models").glob("*.py")}
+    expected |= {f"netdef/models/weights/{n}" for n in ("lenet5.safetensors", "lenet5.wts", "README.md")}
+    missing = sorted(expected - names)
+    assert not missing, f"not in the wheel (list new packages in pyproject.toml [tool.setuptools]): {missing}"
+    assert not any(n.startswith("netdef/models/weights/") and n.endswith(".py") for n in names)  # the training script
+
+
+def test_demo_from_the_installed_wheel(tmp_path, wheel):
+    bin_dir = make_env(tmp_path, wheel)
+    where = run([str(bin_dir / "python"), "-c", "import netdef; print(netdef.__file__)"], cwd=tmp_path)
+    assert where.stdout.startswith(str(tmp_path / "venv")), where.stdout + where.stderr  # not the checkout
+    res = run([str(bin_dir / "netdef"), "demo", "-o", "lenet5.engine"], cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "loaded 10 tensors from lenet5.safetensors" in res.stdout
+    assert "held-out accuracy on 360 digits: reference runner 98.06%" in res.stdout
+    assert (tmp_path / "lenet5.engine").stat().st_size > 100_000
+
+
+def test_hints_without_torchvision_and_scikit_learn(tmp_path, wheel):
+    bin_dir = make_env(tmp_path, wheel, without=("torchvision", "scikit-learn"))
+    assert run([str(bin_dir / "python"), "-c", "import torchvision"], cwd=tmp_path).returncode != 0
+
+    res = run([str(bin_dir / "netdef"), "compare", "resnet18", "torchvision:resnet18", "-w", "r18.safetensors",
+               "-s", "x=1,3,32,32"], cwd=tmp_path)
+    line = one_error_line(res, "netdef compare: error: the original 'torchvision:resnet18' needs torchvision, "
+                               "which is not installed: pip install ")
+    pins = dict(re.findall(r"'(torch|torchvision)==([0-9.]+)'", line))  # the [torchvision] extra, as pyproject pins it
+    assert pins == {"torch": importlib.metadata.version("torch").split("+")[0],
+                    "torchvision": importlib.metadata.version("torchvision").split("+")[0]}, line
+
+    res = run([str(bin_dir / "python"), str(ROOT / "examples" / "resnet50_torchvision.py")], cwd=tmp_path)
+    assert "this example needs torchvision, which is not installed: pip install" in one_error_line(res, "")
+
+    res = run([str(bin_dir / "netdef"), "demo"], cwd=tmp_path)
+    line = one_error_line(res, "netdef demo: error: netdef demo (its held-out digits) needs scikit-learn")
+    assert line.endswith("pip install 'scikit-learn>=1.3'"), line
+    assert not (tmp_path / "lenet5.engine").exists()  # it stopped before building
+
+
+def test_building_needs_no_torch(tmp_path, wheel):
+    bin_dir = make_env(tmp_path, wheel, without=("torch", "torchvision"))
+    assert run([str(bin_dir / "python"), "-c", "import torch"], cwd=tmp_path).returncode != 0
+
+    res = run([str(bin_dir / "netdef"), "build", "lenet5", "--random-weights", "-s", "x=1-2-4,1,28,28"], cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (tmp_path / "lenet5.engine").stat().st_size > 100_000
+
+    res = run([str(bin_dir / "netdef"), "demo"], cwd=tmp_path)
+    assert "netdef demo needs torch, which is not installed: pip install 'torch>=2.4'" in one_error_line(res, "")
+    res = run([str(bin_dir / "netdef"), "compare", "lenet5", "lenet5", "-w", "x.wts"], cwd=tmp_path)
+    assert "netdef compare needs torch, which is not installed" in one_error_line(res, "netdef compare: error:")
+
