@@ -85,13 +85,15 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
     weights_sha256, weight_bytes = net.weights_digest, net.weight_bytes
     folded = fold(net) if fold_batchnorm else 0
     builder = net.builder
-    config = builder.create_builder_config()
+    with backend.BUILDER_LOCK:  # an IBuilder is used by one thread at a time
+        config = builder.create_builder_config()
     if workspace is not None:
         config.set_memory_pool_limit(t.MemoryPoolType.WORKSPACE, int(workspace))
     if optimization_level is not None:
         config.builder_optimization_level = int(optimization_level)
     if any(i.is_dynamic for i in net.inputs):
-        profile = builder.create_optimization_profile()
+        with backend.BUILDER_LOCK:
+            profile = builder.create_optimization_profile()
         for i in net.inputs:
             profile.set_shape(i.name, i.min_shape, i.opt_shape, i.max_shape)
         config.add_optimization_profile(profile)
@@ -107,11 +109,11 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         progress = sys.stderr.isatty()
     if progress:
         config.progress_monitor = _progress_monitor(sys.stderr)
-    backend.logger().take_errors()
-    start = time.perf_counter()
-    serialized = builder.build_serialized_network(net.network, config)
-    seconds = time.perf_counter() - start
-    errors = backend.logger().take_errors()
+    with backend.BUILDER_LOCK, backend.capture() as sink:  # this build's errors, not another thread's
+        start = time.perf_counter()
+        serialized = builder.build_serialized_network(net.network, config)
+        seconds = time.perf_counter() - start
+    errors = sink.take()
     if serialized is None or errors:
         raise BuildError(f"TensorRT could not build network {net.name!r} ({backend.name()} "
                          f"{backend.version()}):\n  " + "\n  ".join(errors or ["no engine was returned"]))
@@ -134,7 +136,7 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         "folded_batchnorms": folded,
         "build_seconds": round(seconds, 3),
     }
-    if backend.is_rtx() and config.num_compute_capabilities:
+    if backend.capabilities().compute_capabilities and config.num_compute_capabilities:
         meta["compute_capabilities"] = [config.get_compute_capability(i).name
                                         for i in range(config.num_compute_capabilities)]
     return Plan(serialized, meta)
