@@ -125,7 +125,7 @@ def test_plan_and_sidecar_size_mismatch(copy):
     open(copy, "wb").write(data[: len(data) // 2])
     with pytest.raises(netdef.EngineError, match="truncated") as info:
         Engine.load(copy)
-    assert str(copy) in str(info.value) and str(len(data)) in str(info.value)
+    assert str(copy) in str(info.value) and f"{len(data):,}" in str(info.value)
 
 
 # ---- corrupted and missing files ---------------------------------------------------------------
@@ -138,13 +138,16 @@ def test_flipped_header_bytes_are_caught_without_a_gpu(copy):
     assert str(copy) in str(info.value)
 
 
-def test_truncated_plan_without_sidecar(copy):
+@pytest.mark.parametrize("keep", [40, 0.5, -1])
+def test_truncated_plan_without_sidecar_is_caught_from_its_header(copy, keep):
     data = open(copy, "rb").read()
-    open(copy, "wb").write(data[:40])
+    n = int(len(data) * keep) if isinstance(keep, float) else keep % len(data)
+    open(copy, "wb").write(data[:n])
     (copy.parent / (copy.name + ".json")).unlink()
-    with pytest.raises(netdef.EngineError, match="corrupted") as info:
-        Engine.load(copy)
-    assert str(copy) in str(info.value)
+    for load in (Engine.load, netdef.load_plan):
+        with pytest.raises(netdef.EngineError, match="is truncated") as info:
+            load(copy)
+        assert str(copy) in str(info.value) and f"it has {n:,} bytes but its header records {len(data):,}" in str(info.value)
 
 
 def test_flipped_body_bytes_fail_the_recorded_checksum(copy):
