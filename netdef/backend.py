@@ -197,13 +197,18 @@ class _Logger:
                 t.ILogger.__init__(inner)
 
             def log(inner, severity, msg) -> None:
+                sink = current_sink()
                 if isinstance(threading.current_thread(), threading._DummyThread):
-                    # a thread TensorRT started itself: no netdef call to attribute it to
-                    _LOG.log(logging.ERROR if severity in error else logging.DEBUG, "%s", msg)
-                elif severity in error:
-                    current_sink().errors.append(msg)
+                    # a thread TensorRT started itself: it works for the build in progress, if any
+                    # (builds hold BUILDER_LOCK, so there is at most one); else Python's logging
+                    sink = _BUILDING[-1] if _BUILDING else None
+                    if sink is None:
+                        _LOG.log(logging.ERROR if severity in error else logging.DEBUG, "%s", msg)
+                        return
+                if severity in error:
+                    sink.errors.append(msg)
                 elif severity == warning:
-                    current_sink().warnings.append(msg)
+                    sink.warnings.append(msg)
                 if verbose:
                     print(f"[TensorRT {severity.name}] {msg}")
 
@@ -231,6 +236,19 @@ def logger() -> _Logger:
 
 # IBuilder is not thread-safe (TensorRT's developer guide): networks are created and built under it
 BUILDER_LOCK = threading.RLock()
+_BUILDING: list[ErrorSink] = []  # the sink of the build in progress
+
+
+@contextlib.contextmanager
+def building() -> Iterator[ErrorSink]:
+    """Hold the builder for one build. TensorRT's messages from the calling thread, and from
+    worker threads TensorRT starts itself, go to the returned sink."""
+    with BUILDER_LOCK, capture() as sink:
+        _BUILDING.append(sink)
+        try:
+            yield sink
+        finally:
+            _BUILDING.pop()
 
 
 @lru_cache(maxsize=None)

@@ -109,7 +109,7 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         progress = sys.stderr.isatty()
     if progress:
         config.progress_monitor = _progress_monitor(sys.stderr)
-    with backend.BUILDER_LOCK, backend.capture() as sink:  # this build's errors, not another thread's
+    with backend.building() as sink:  # this build's errors, not another thread's
         start = time.perf_counter()
         serialized = builder.build_serialized_network(net.network, config)
         seconds = time.perf_counter() - start
@@ -136,10 +136,25 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         "folded_batchnorms": folded,
         "build_seconds": round(seconds, 3),
     }
-    if backend.capabilities().compute_capabilities and config.num_compute_capabilities:
-        meta["compute_capabilities"] = [config.get_compute_capability(i).name
-                                        for i in range(config.num_compute_capabilities)]
+    if backend.capabilities().compute_capabilities:
+        if config.num_compute_capabilities:
+            meta["compute_capabilities"] = [config.get_compute_capability(i).name
+                                            for i in range(config.num_compute_capabilities)]
+    elif (gpu := _building_gpu()) is not None:
+        meta["gpu"] = gpu  # classic plans run only on the building GPU's architecture
     return Plan(serialized, meta)
+
+
+def _building_gpu() -> dict | None:
+    """The GPU a classic TensorRT build ran on, for netdef.runtime.check_device."""
+    from netdef.errors import EngineError
+    from netdef.runtime.device import cuda_device
+
+    try:
+        device = cuda_device()
+    except EngineError:
+        return None
+    return {"name": device.name, "compute_capability": f"{device.capability[0]}.{device.capability[1]}"}
 
 
 def _quantization_spec(net: Network) -> dict | None:

@@ -26,8 +26,7 @@ from typing import Any
 
 from netdef import backend, sidecar
 from netdef.errors import EngineError
-from netdef.fileio import (directory_lock, fsync_directory, remove_stale_temporaries,
-                           written_temporary)
+from netdef.fileio import directory_lock, fsync_directory, remove_stale_temporaries, written_temporary
 
 SIDECAR_SUFFIX = ".json"
 _LEGACY_PARTIAL = ".partial"  # netdef 0.1's sidecar temp name, shared by every writer

@@ -8,6 +8,7 @@ so a sidecar from a newer netdef still loads.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Callable, Mapping
 
@@ -49,7 +50,7 @@ def _int(lo: int | None = None) -> Check:
 
 
 def _number(v: Any, field: str) -> None:
-    if type(v) not in (int, float) or v != v or v < 0:
+    if type(v) not in (int, float) or math.isnan(v) or v < 0:
         raise _Bad(field, f"must be a number >= 0, got {_show(v)}")
 
 

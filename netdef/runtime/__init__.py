@@ -24,6 +24,6 @@ from netdef.runtime.device import Device, check_device, cuda_device, supported_c
 from netdef.runtime.engine import Engine
 from netdef.runtime.specs import InputError, TensorSpec, check_input_dtype, check_input_shapes, specs_from_metadata
 
-__all__ = ["Device", "Engine", "InputError", "OUTPUT_SIGNATURES", "RUNTIME_CACHE_SUFFIX", "TensorSpec",
+__all__ = ["OUTPUT_SIGNATURES", "RUNTIME_CACHE_SUFFIX", "Device", "Engine", "InputError", "TensorSpec",
            "check_device", "check_input_dtype", "check_input_shapes", "check_metadata", "check_plan_bytes",
            "cuda_device", "specs_from_metadata", "supported_capabilities"]

@@ -15,7 +15,8 @@ from netdef.runtime import cache as runtime_cache
 from netdef.runtime.checks import check_metadata, check_plan_bytes, explain_validity, runtime
 from netdef.runtime.context import Context, shape_of
 from netdef.runtime.device import Device, check_device, cuda_device
-from netdef.runtime.specs import InputError, TensorSpec, check_input_dtype, check_input_shapes, specs_from_metadata
+from netdef.runtime.specs import (InputError, TensorSpec, check_input_dtype, check_input_shapes,
+                                  specs_from_metadata)
 
 
 def _is_torch(x: Any) -> bool:

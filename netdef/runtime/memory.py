@@ -10,7 +10,7 @@ import numpy as np
 
 from netdef import arrays, backend, dtypes
 from netdef.errors import EngineError
-from netdef.runtime.device import Device, cudart, cuda_check
+from netdef.runtime.device import Device, cuda_check, cudart
 from netdef.runtime.specs import InputError
 
 
