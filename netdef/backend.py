@@ -197,7 +197,6 @@ class _Logger:
                 t.ILogger.__init__(inner)
 
             def log(inner, severity, msg) -> None:
-                sink = current_sink()
                 if isinstance(threading.current_thread(), threading._DummyThread):
                     # a thread TensorRT started itself: it works for the build in progress, if any
                     # (builds hold BUILDER_LOCK, so there is at most one); else Python's logging
@@ -205,6 +204,8 @@ class _Logger:
                     if sink is None:
                         _LOG.log(logging.ERROR if severity in error else logging.DEBUG, "%s", msg)
                         return
+                else:
+                    sink = current_sink()
                 if severity in error:
                     sink.errors.append(msg)
                 elif severity == warning:

@@ -83,7 +83,8 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         fold_batchnorm = True if fold_batchnorm is None else fold_batchnorm
     # identify the weights as loaded and traced, before folding derives new arrays from them
     weights_sha256, weight_bytes = net.weights_digest, net.weight_bytes
-    folded = fold(net) if fold_batchnorm else 0
+    with backend.capture():  # folding's own TensorRT errors, not ones logged earlier in this thread
+        folded = fold(net) if fold_batchnorm else 0
     builder = net.builder
     with backend.BUILDER_LOCK:  # an IBuilder is used by one thread at a time
         config = builder.create_builder_config()

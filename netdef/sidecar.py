@@ -16,7 +16,7 @@ from netdef.errors import EngineError
 
 MAX_BYTES = 16 << 20  # netdef's sidecars are a few KB; a larger file is not one
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_CC = re.compile(r"(SM\d{2,3}|\d+\.\d+)")
+_CC = re.compile(r"(SM\d{2,3}|\d+\.\d+|CURRENT)")  # CURRENT: the building GPU (TensorRT-RTX)
 
 Check = Callable[[Any, str], None]
 

@@ -219,6 +219,7 @@ def test_rtx_plan_targets_against_the_gpu(built):
     with pytest.raises(netdef.EngineError, match="leave out Turing"):
         check_device(turing, plan.metadata, "p")
     check_device(turing, {}, "p")  # a plan from elsewhere records no targets: TensorRT decides
+    check_device(turing, dict(plan.metadata, compute_capabilities=["CURRENT"]), "p")  # the building GPU
     meta = dict(plan.metadata, compute_capabilities=["8.9", "12.0"])
     with pytest.raises(netdef.EngineError) as info:
         check_device(Device(0, "NVIDIA GeForce RTX 3090", (8, 6), "torch"), meta, "'p.engine'")

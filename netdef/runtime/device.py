@@ -111,7 +111,10 @@ def check_device(device: Device, meta: Mapping[str, Any], where: str) -> None:
     if not meta or meta.get("backend") != backend.name():
         return  # a plan made outside netdef records no targets; another backend's was refused already
     if backend.capabilities().compute_capabilities:  # the plan lists its targets
-        targets = [parse_cc(c) for c in meta.get("compute_capabilities") or []]
+        listed = meta.get("compute_capabilities") or []
+        if "CURRENT" in listed:  # the GPU that built it, which the sidecar does not name: TensorRT decides
+            return
+        targets = [parse_cc(c) for c in listed]
         default = not targets
         if default and supported is not None:
             targets = [c for c in supported if c not in _RTX_DEFAULT_EXCLUDES]
