@@ -65,9 +65,15 @@ def prepare(model: Any, *inputs: Input, dtype: Any = "float32", fold_batchnorm: 
     compare() runs this same network in its precision stage, so what is compared is what is built.
     """
     net = trace(model, *inputs, dtype=dtype, **trace_kwargs)
-    net.weights_sha256, net.traced_weight_bytes = net.weights_digest, net.weight_bytes
-    net.folded_batchnorms = fold(net) if fold_batchnorm else 0
+    _identify_and_fold(net, fold_batchnorm)
     return net
+
+
+def _identify_and_fold(net: Network, fold_batchnorm: bool) -> None:
+    """Record the weights as loaded and traced, before folding derives new arrays from them; fold."""
+    net.weights_sha256, net.traced_weight_bytes = net.weights_digest, net.weight_bytes
+    with backend.capture():  # folding's own TensorRT errors, not ones logged earlier in this thread
+        net.folded_batchnorms = fold(net) if fold_batchnorm else 0
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -123,11 +129,10 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
     else:
         net = prepare(model, *inputs, dtype=dtype, fold_batchnorm=fold_batchnorm is not False, **trace_kwargs)
     if getattr(net, "weights_sha256", None) is None:
-        # identify the weights as loaded and traced, before folding derives new arrays from them
-        net.weights_sha256, net.traced_weight_bytes = net.weights_digest, net.weight_bytes
-        net.folded_batchnorms = fold(net) if fold_batchnorm else 0
+        _identify_and_fold(net, bool(fold_batchnorm))
     builder = net.builder
-    config = builder.create_builder_config()
+    with backend.BUILDER_LOCK:  # an IBuilder is used by one thread at a time
+        config = builder.create_builder_config()
     if not tf32:
         config.clear_flag(t.BuilderFlag.TF32)
     if workspace is not None:
@@ -135,7 +140,8 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
     if optimization_level is not None:
         config.builder_optimization_level = int(optimization_level)
     if any(i.is_dynamic for i in net.inputs):
-        profile = builder.create_optimization_profile()
+        with backend.BUILDER_LOCK:
+            profile = builder.create_optimization_profile()
         for i in net.inputs:
             profile.set_shape(i.name, i.min_shape, i.opt_shape, i.max_shape)
         config.add_optimization_profile(profile)
@@ -151,11 +157,11 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         progress = sys.stderr.isatty()
     if progress:
         config.progress_monitor = _progress_monitor(sys.stderr)
-    backend.logger().take_errors()
-    start = time.perf_counter()
-    serialized = builder.build_serialized_network(net.network, config)
-    seconds = time.perf_counter() - start
-    errors = backend.logger().take_errors()
+    with backend.building() as sink:  # this build's errors, not another thread's
+        start = time.perf_counter()
+        serialized = builder.build_serialized_network(net.network, config)
+        seconds = time.perf_counter() - start
+    errors = sink.take()
     if serialized is None or errors:
         raise BuildError(f"TensorRT could not build network {net.name!r} ({backend.name()} "
                          f"{backend.version()}):\n  " + "\n  ".join(errors or ["no engine was returned"]))
@@ -179,10 +185,25 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         "tf32": bool(config.get_flag(t.BuilderFlag.TF32)),
         "build_seconds": round(seconds, 3),
     }
-    if backend.is_rtx() and config.num_compute_capabilities:
-        meta["compute_capabilities"] = [config.get_compute_capability(i).name
-                                        for i in range(config.num_compute_capabilities)]
+    if backend.capabilities().compute_capabilities:
+        if config.num_compute_capabilities:
+            meta["compute_capabilities"] = [config.get_compute_capability(i).name
+                                            for i in range(config.num_compute_capabilities)]
+    elif (gpu := _building_gpu()) is not None:
+        meta["gpu"] = gpu  # classic plans run only on the building GPU's architecture
     return Plan(serialized, meta)
+
+
+def _building_gpu() -> dict | None:
+    """The GPU a classic TensorRT build ran on, for netdef.runtime.check_device."""
+    from netdef.errors import EngineError
+    from netdef.runtime.device import cuda_device
+
+    try:
+        device = cuda_device()
+    except EngineError:
+        return None
+    return {"name": device.name, "compute_capability": f"{device.capability[0]}.{device.capability[1]}"}
 
 
 def _quantization_spec(net: Network) -> dict | None:

@@ -91,10 +91,13 @@ def describe_network(net: Any, calls: bool = False) -> str:
 
 def describe_plan(path: str) -> str:
     """A saved plan's size and sidecar metadata (reading layers back needs a GPU to deserialize)."""
-    plan = load_plan(path)
+    plan = load_plan(path)  # a malformed plan or sidecar is an EngineError naming the file
     lines = [f"{path}: {len(plan):,} bytes"]
     if not plan.metadata:
-        lines.append(f"  no sidecar ({os.path.basename(path)}.json): built outside netdef")
+        header = plan.header
+        built = (f"; its header says {header.backend} {header.version}" if header is not None
+                 else "; its header is not one netdef reads (classic TensorRT?)")
+        lines.append(f"  no sidecar ({os.path.basename(path)}.json): built outside netdef{built}")
     else:
         lines.append(json.dumps(plan.metadata, indent=2))
     return "\n".join(lines)

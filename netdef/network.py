@@ -139,10 +139,13 @@ class Network:
         t = backend.trt()
         self.name = name
         self.dtype = dtypes.name(dtype)  # compute dtype for floating-point weights and activations
-        backend.logger().take_errors()  # errors logged before this network are not its own
+        # TensorRT's errors from calls made while this network is active (`with net:`) land here,
+        # never in another thread's network (netdef.backend routes them per thread and context)
+        self.errors = backend.ErrorSink()
         self.builder = backend.builder()
         if network is None:
-            network = self.builder.create_network(1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+            with backend.BUILDER_LOCK, backend.capture(self.errors):
+                network = self.builder.create_network(1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
             network.name = name
         self.network = network
         self.inputs: list[Input] = []
@@ -175,7 +178,7 @@ class Network:
         self._dtype_stack: list[str] = []
         self._used_names: set[str] = set()
         self._producer: dict[str, Any] = {}
-        self._token: contextvars.Token | None = None
+        self._entered: list[tuple[contextvars.Token, contextlib.ExitStack]] = []
         # id(cast Tensor) -> (cast Tensor, the override module's own output), see Module.__call__
         self.override_casts: dict[int, tuple[Any, Any]] = {}
 
@@ -210,12 +213,15 @@ class Network:
 
     # ---- activation -------------------------------------------------------
     def __enter__(self) -> "Network":
-        self._token = _ACTIVE.set(self)
+        sink = contextlib.ExitStack()
+        sink.enter_context(backend.capture(self.errors))
+        self._entered.append((_ACTIVE.set(self), sink))
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        _ACTIVE.reset(self._token)
-        self._token = None
+        active, sink = self._entered.pop()
+        sink.close()
+        _ACTIVE.reset(active)
 
     # ---- scopes and names --------------------------------------------------
     @property
@@ -265,7 +271,7 @@ class Network:
 
     def add(self, layer: Any, op: str) -> Any:
         """Register a freshly added layer: check for errors, name it and its outputs."""
-        errors = backend.logger().take_errors()
+        errors = self.errors.take()
         if layer is None or errors:
             self.fail(f"TensorRT rejected the {op} layer", errors)
         scope = self.scope
@@ -276,9 +282,9 @@ class Network:
             for i in range(layer.num_outputs):
                 _ = layer.get_output(i).shape  # forces shape inference, so errors surface here
         except RuntimeError as exc:
-            errors = backend.logger().take_errors() or [str(exc)]
+            errors = self.errors.take() or [str(exc)]
         else:
-            errors = backend.logger().take_errors()
+            errors = self.errors.take()
         if errors:
             self.fail(f"TensorRT rejected the {op} layer", errors)
         return layer
