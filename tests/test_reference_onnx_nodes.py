@@ -20,13 +20,13 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-import onnx  # noqa: E402
-from onnx import numpy_helper  # noqa: E402
+import onnx
+from onnx import numpy_helper
 
-import netdef  # noqa: E402
-import netdef.reference  # noqa: E402
-from netdef import dtypes  # noqa: E402
-from netdef.reference.layers import LAYERS  # noqa: E402  (imports every builder)
+import netdef
+import netdef.reference
+from netdef import dtypes
+from netdef.reference.layers import LAYERS
 
 
 @functools.cache
