@@ -64,3 +64,53 @@ def test_every_shipped_configuration_is_validated_independently(shipped, evidenc
 def test_docs_coverage_table_is_fresh(shipped, evidence):
     assert _oracle.docs_table() == _oracle.markdown(shipped, evidence), (
         "docs/reference.md's coverage table is stale: run `python tests/_oracle.py --write-docs`")
+
+
+def test_configurations_separate_the_semantics_the_runner_distinguishes():
+    """Layers that differ only in sizes share a configuration; layers whose reference semantics
+    differ (uneven padding, padding in the average, a cropping transposed convolution, a float->int
+    cast, a vector operand, the output dtype) do not."""
+    import numpy as np
+
+    import netdef
+    from netdef.reference.coverage import configurations
+
+    t = netdef.backend.trt()
+    net = netdef.Network()
+    n = net.network
+    x = n.add_input("x", t.float32, (1, 4, 9, 9))
+
+    def pool(kind, window, pre, post, exclude=True):
+        layer = n.add_pooling_nd(x, kind, window)
+        layer.pre_padding, layer.post_padding = pre, post
+        layer.average_count_excludes_padding = exclude
+        return layer
+
+    pool(t.PoolingType.MAX, (3, 3), (1, 1), (1, 1))
+    pool(t.PoolingType.MAX, (5, 5), (2, 2), (2, 2))  # same configuration: only sizes differ
+    pool(t.PoolingType.MAX, (3, 3), (0, 0), (1, 1))  # uneven padding (ceil_mode)
+    pool(t.PoolingType.AVERAGE, (3, 3), (1, 1), (1, 1), exclude=True)
+    pool(t.PoolingType.AVERAGE, (3, 3), (1, 1), (1, 1), exclude=False)
+    kernel = net.weights(np.full((4, 2, 3, 3), 0.5, np.float32))
+    for pad in ((0, 0), (1, 1)):
+        deconv = n.add_deconvolution_nd(x, 2, (3, 3), kernel, net.weights(np.zeros(0, np.float32)))
+        deconv.padding_nd = pad  # padding crops a transposed convolution's output
+    n.add_cast(x, t.int32)
+    n.add_cast(x, t.float16)
+    vec = n.add_constant((9,), net.weights(np.linspace(-1, 1, 9, dtype=np.float32))).get_output(0)
+    n.add_matrix_multiply(x, t.MatrixOperation.NONE, vec, t.MatrixOperation.VECTOR)
+    found = sorted(str(c) for c in configurations(net))
+    assert found == [
+        "CAST(float32->float16)",
+        "CAST(float32->int32)",
+        "CONSTANT(float32)",
+        "DECONVOLUTION(nd=2d, groups=1, stride=1, dilation=1, padding=crops, padding_mode=EXPLICIT_ROUND_DOWN, "
+        "kernel=weights, bias=none, float32)",
+        "DECONVOLUTION(nd=2d, groups=1, stride=1, dilation=1, padding=none, padding_mode=EXPLICIT_ROUND_DOWN, "
+        "kernel=weights, bias=none, float32)",
+        "MATRIX_MULTIPLY(op0=NONE, op1=VECTOR, batch=broadcast, float32)",
+        "POOLING(AVERAGE, nd=2d, padding=symmetric, padding_mode=EXPLICIT_ROUND_DOWN, count=excludes padding, float32)",
+        "POOLING(AVERAGE, nd=2d, padding=symmetric, padding_mode=EXPLICIT_ROUND_DOWN, count=includes padding, float32)",
+        "POOLING(MAX, nd=2d, padding=symmetric, padding_mode=EXPLICIT_ROUND_DOWN, float32)",
+        "POOLING(MAX, nd=2d, padding=uneven, padding_mode=EXPLICIT_ROUND_DOWN, float32)",
+    ]
