@@ -160,9 +160,9 @@ def _run_case(name: str) -> tuple:
     missing = missing_types(network)
     if missing:
         raise NotApplicable(f"layer types without a reference builder: {', '.join(missing)}")
-    inputs, expected = case.data_sets[0]
-    got = netdef.reference.run(network, feed(case.model, inputs, network))
-    compare_outputs(case.model, expected, got, case.rtol, case.atol)
+    for inputs, expected in case.data_sets:
+        got = netdef.reference.run(network, feed(case.model, inputs, network))
+        compare_outputs(case.model, expected, got, case.rtol, case.atol)
     return network, parser
 
 

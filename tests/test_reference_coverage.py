@@ -104,10 +104,10 @@ def test_configurations_separate_the_semantics_the_runner_distinguishes():
         "CAST(float32->float16)",
         "CAST(float32->int32)",
         "CONSTANT(float32)",
-        "DECONVOLUTION(nd=2d, groups=1, stride=1, dilation=1, padding=crops, padding_mode=EXPLICIT_ROUND_DOWN, "
-        "kernel=weights, bias=none, float32)",
-        "DECONVOLUTION(nd=2d, groups=1, stride=1, dilation=1, padding=none, padding_mode=EXPLICIT_ROUND_DOWN, "
-        "kernel=weights, bias=none, float32)",
+        ("DECONVOLUTION(nd=2d, groups=1, stride=1, dilation=1, padding=crops, padding_mode=EXPLICIT_ROUND_DOWN, "
+         "kernel=weights, bias=none, float32)"),
+        ("DECONVOLUTION(nd=2d, groups=1, stride=1, dilation=1, padding=none, padding_mode=EXPLICIT_ROUND_DOWN, "
+         "kernel=weights, bias=none, float32)"),
         "MATRIX_MULTIPLY(op0=NONE, op1=VECTOR, batch=broadcast, float32)",
         "POOLING(AVERAGE, nd=2d, padding=symmetric, padding_mode=EXPLICIT_ROUND_DOWN, count=excludes padding, float32)",
         "POOLING(AVERAGE, nd=2d, padding=symmetric, padding_mode=EXPLICIT_ROUND_DOWN, count=includes padding, float32)",
