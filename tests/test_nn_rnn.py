@@ -285,3 +285,67 @@ def test_planted_gru_gate_order_is_found_in_the_gru(monkeypatch: Any) -> None:
     for dtype in ("float32", "float16"):
         report = netdef.compare(original, port, (torch.randn(2, 7, IN, generator=gen(10)),), dtype=dtype)
         assert not report.ok and report.first_failure.path == "gru", str(report)
+
+
+# ---- a loop inside a user module, with a module inside the loop body -----------------------------
+class TorchDecoder(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = torch.nn.GRUCell(8, HID)
+
+    def forward(self, x, h):
+        ys = []
+        for xt in x:
+            h = self.cell(xt, h)
+            ys.append(h)
+        return torch.stack(ys)
+
+
+class Decoder(nn.Module):
+    """The same with netdef.functional.scan: the cell is traced once and runs every iteration."""
+
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(8, HID)
+        self.reverse = reverse
+
+    def forward(self, x, h):
+        def step(h, xt):
+            h = self.cell(xt, h)
+            return h, h
+        return F.scan(step, h, x, reverse=self.reverse)[1]
+
+
+class Seq(torch.nn.Module):
+    def __init__(self, decoder: Any, linear: Any) -> None:
+        super().__init__()
+        self.proj, self.decoder, self.head = linear(IN, 8), decoder, linear(HID, 3)
+
+    def forward(self, x, h):
+        return self.head(self.decoder(self.proj(x), h))
+
+
+class SeqPort(nn.Module):
+    forward = Seq.forward
+
+    def __init__(self, decoder: Any) -> None:
+        super().__init__()
+        self.proj, self.decoder, self.head = nn.Linear(IN, 8), decoder, nn.Linear(HID, 3)
+
+
+def test_compare_rows_around_a_loop_in_a_user_module() -> None:
+    """Rows for the module that holds the loop and the modules around it; the cell called in the loop
+    body runs once per iteration, so its torch calls have no single traced counterpart ("missing")."""
+    torch.manual_seed(13)
+    original = Seq(TorchDecoder(), torch.nn.Linear).eval()
+    inputs = [torch.randn(5, 2, IN, generator=gen(14)), torch.randn(2, HID, generator=gen(15))]
+    for reverse in (False, True):
+        port = SeqPort(Decoder(reverse=reverse))
+        port.load_state_dict(original.state_dict())
+        report = netdef.compare(original, port, inputs)
+        status = {r.label: r.status for r in report.rows}
+        assert status["proj"] == "ok" and status["decoder.cell"] == status["decoder.cell#4"] == "missing"
+        if not reverse:
+            assert report.ok and status["decoder"] == status["head"] == "ok", str(report)
+        else:  # a planted mistake: the port's loop runs backwards
+            assert not report.ok and report.first_failure.path == "decoder", str(report)

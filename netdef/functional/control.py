@@ -140,7 +140,8 @@ def scan(combine_fn: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any, 
     (with reverse=True the steps run from the last slice, ys still line up with xs).
     `xs=None` with `length` (an int or x.size(d)) runs a counted loop; combine_fn gets x=None.
     One ILoop: a COUNT trip limit, an ITERATOR per xs tensor, a RECURRENCE per carry tensor,
-    a LAST_VALUE output per carry and a CONCATENATE (REVERSE) output per y.
+    a LAST_VALUE output per carry and a CONCATENATE (REVERSE) output per y. Modules called in
+    combine_fn run once per iteration; they are recorded in Network.loop_module_outputs.
     """
     net = network.current()
     t = trt()
@@ -173,7 +174,8 @@ def scan(combine_fn: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any, 
     slices = [out(loop.add_iterator(x.trt, _axis(dim, x.ndim), reverse), "iterator") for x in x_leaves]
     recs = [loop.add_recurrence(c.trt) for c in init_leaves]
     carry = _rebuild(init, [out(r, "recurrence") for r in recs])
-    result = combine_fn(carry, _rebuild(xs, slices) if x_leaves else None)
+    with net.loop_body():
+        result = combine_fn(carry, _rebuild(xs, slices) if x_leaves else None)
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         net.fail(f"scan: combine_fn must return (next_carry, y), got {type(result).__name__}")
     next_carry, y = result
@@ -209,13 +211,15 @@ def while_loop(cond_fn: Callable[..., Any], body_fn: Callable[..., Any], carried
     loop = _new_loop("while_loop")
     recs = [loop.add_recurrence(c.trt) for c in init_leaves]
     state = _rebuild(carried_inputs, [out(r, "recurrence") for r in recs])
-    keep_going = cond_fn(*state)
+    with net.loop_body():
+        keep_going = cond_fn(*state)
     if not isinstance(keep_going, Tensor):
         net.fail(f"while_loop: cond_fn must return a bool Tensor computed from the carried values, got "
                  f"{type(keep_going).__name__} (a Python value would loop forever or never)")
     _add(loop.add_trip_limit(_scalar_bool(keep_going, "while_loop: cond_fn's result").trt,
                              trt().TripLimit.WHILE), "trip_limit")
-    nxt = body_fn(*state)
+    with net.loop_body():
+        nxt = body_fn(*state)
     if len(carried_inputs) == 1 and not isinstance(nxt, (tuple, list)):
         nxt = type(carried_inputs)([nxt])
     if _structure(nxt) != _structure(carried_inputs):
