@@ -85,12 +85,14 @@ class PortWithState(nn.Module):
 # (class, options, input shape, initial state given?)
 MODULE_CASES = [
     ("LSTM", {"num_layers": 2, "bidirectional": True, "batch_first": True}, (3, 7, IN), True),
-    ("LSTM", {"proj_size": 3, "bias": False, "num_layers": 2}, (7, 2, IN), False),
+    ("LSTM", {"proj_size": 3, "bias": False, "num_layers": 2, "dropout": 0.3}, (7, 2, IN), False),
     ("LSTM", {"bidirectional": True, "proj_size": 4}, (7, IN), True),  # unbatched
     ("GRU", {"num_layers": 2, "bidirectional": True}, (7, 3, IN), True),
     ("GRU", {"batch_first": True, "bias": False}, (2, 7, IN), False),
+    ("GRU", {"bidirectional": True}, (7, IN), True),  # unbatched
     ("RNN", {"nonlinearity": "relu", "bidirectional": True, "batch_first": True}, (3, 7, IN), False),
-    ("RNN", {"num_layers": 2}, (7, IN), True),  # unbatched
+    ("RNN", {"num_layers": 2, "dropout": 0.5}, (7, 3, IN), True),
+    ("RNN", {"bidirectional": True}, (7, IN), True),  # unbatched
 ]
 
 
