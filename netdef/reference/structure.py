@@ -214,11 +214,12 @@ class _Analysis:
                 return False
             return True
 
-        changed = True
-        while changed:
-            keep = {i for i in cand if used_only_inside(i)}
-            changed = keep != cand
-            cand = keep
+        work = list(cand)  # removing a layer can only disqualify what it reads from
+        while work:
+            i = work.pop()
+            if i in cand and not used_only_inside(i):
+                cand.discard(i)
+                work.extend(p for p in self.pred[i] if p in cand)
         return cand
 
     # ---- the region tree --------------------------------------------------------------------------
