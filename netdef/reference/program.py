@@ -244,7 +244,7 @@ class Program:
                 produced.add(name)
         self.partial = partial
         self._ctx, self._storage, self._slots, self._slot, self._floating = ctx, storage, slots, slot, floating
-        self._index = {layer.name: i for i, (_, layer) in enumerate(layers)}
+        self._index = {id(layer): i for i, (_, layer) in enumerate(layers)}  # layers stay alive while compiling
         outputs = [network.get_output(i).name for i in range(network.num_outputs)]
         root = structure.analyze(layers, set(outputs))
         self.steps = self._compile_region(root, top=True)
@@ -273,7 +273,7 @@ class Program:
     def _ordered(self, region: structure.Region) -> list:
         """A region's layers, loops and conditionals in dependency order, network order among
         equals (set_input may point a layer at a later layer's output)."""
-        items = [(self._index[layer.name], kind, layer) for kind, layer in region.layers]
+        items = [(self._index[id(layer)], kind, layer) for kind, layer in region.layers]
         items += [(node.first, "LOOP", node) for node in region.loops]
         items += [(node.first, "IF", node) for node in region.conditionals]
         items.sort(key=lambda item: item[0])
