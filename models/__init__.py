@@ -44,6 +44,8 @@ MODELS: dict[str, Entry] = {
     "yolov5n": Entry("yolov5", "yolov5n", (1, 3, 640, 640), _original("YOLOv5", 0.33, 0.25)),
     "yolov5s": Entry("yolov5", "yolov5s", (1, 3, 640, 640), _original("YOLOv5", 0.33, 0.50)),
     "vit_b_16": Entry("vit", "vit_b_16", _IMAGENET, _torchvision("vit_b_16")),
+    "crnn": Entry("crnn", "crnn", (1, 1, 32, 100), _original("CRNN")),
+    "gru_classifier": Entry("gru_classifier", "gru_classifier", (1, 100, 40), _original("GRUClassifier")),
 }
 
 

@@ -121,3 +121,70 @@ class YOLOv5(nn.Module):
             x = m(x)
             y.append(x)
         return tuple(y[i] for i in self.outputs)
+
+
+# ---- CRNN (crnn.pytorch, the model tensorrtx's crnn ports) ----
+
+class BidirectionalLSTM(nn.Module):
+    def __init__(self, nIn: int, nHidden: int, nOut: int) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(nIn, nHidden, bidirectional=True)
+        self.embedding = nn.Linear(nHidden * 2, nOut)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        recurrent, _ = self.rnn(input)
+        T, b, h = recurrent.size()
+        output = self.embedding(recurrent.view(T * b, h))
+        return output.view(T, b, -1)
+
+
+class CRNN(nn.Module):
+    def __init__(self, imgH: int = 32, nc: int = 1, nclass: int = 37, nh: int = 256, leakyRelu: bool = False) -> None:
+        super().__init__()
+        assert imgH % 16 == 0, "imgH has to be a multiple of 16"
+        ks, ps, nm = [3, 3, 3, 3, 3, 3, 2], [1, 1, 1, 1, 1, 1, 0], [64, 128, 256, 256, 512, 512, 512]
+        cnn = nn.Sequential()
+
+        def conv_relu(i: int, batch_normalization: bool = False) -> None:
+            n_in = nc if i == 0 else nm[i - 1]
+            cnn.add_module(f"conv{i}", nn.Conv2d(n_in, nm[i], ks[i], 1, ps[i]))
+            if batch_normalization:
+                cnn.add_module(f"batchnorm{i}", nn.BatchNorm2d(nm[i]))
+            cnn.add_module(f"relu{i}", nn.LeakyReLU(0.2, inplace=True) if leakyRelu else nn.ReLU(True))
+
+        conv_relu(0)
+        cnn.add_module("pooling0", nn.MaxPool2d(2, 2))
+        conv_relu(1)
+        cnn.add_module("pooling1", nn.MaxPool2d(2, 2))
+        conv_relu(2, True)
+        conv_relu(3)
+        cnn.add_module("pooling2", nn.MaxPool2d((2, 2), (2, 1), (0, 1)))
+        conv_relu(4, True)
+        conv_relu(5)
+        cnn.add_module("pooling3", nn.MaxPool2d((2, 2), (2, 1), (0, 1)))
+        conv_relu(6, True)
+        self.cnn = cnn
+        self.rnn = nn.Sequential(BidirectionalLSTM(512, nh, nh), BidirectionalLSTM(nh, nh, nclass))
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        conv = self.cnn(input)
+        b, c, h, w = conv.size()
+        assert h == 1, "the height of conv must be 1"
+        conv = conv.squeeze(2).permute(2, 0, 1)  # [w, b, c]
+        return self.rnn(conv)
+
+
+# ---- a GRU sequence classifier ----
+
+class GRUClassifier(nn.Module):
+    def __init__(self, n_features: int = 40, hidden_size: int = 64, num_layers: int = 2, num_classes: int = 12,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.gru = nn.GRU(n_features, hidden_size, num_layers, batch_first=True, dropout=dropout,
+                          bidirectional=True)
+        self.norm = nn.LayerNorm(2 * hidden_size)
+        self.fc = nn.Linear(2 * hidden_size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h_n = self.gru(x)
+        return self.fc(self.norm(torch.cat((h_n[-2], h_n[-1]), 1)))

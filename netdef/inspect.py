@@ -52,6 +52,8 @@ def _fmt(value: Any) -> str:
         return f"<weights {info[0]} x{n} ({info[1]:,} B)>"
     if isinstance(value, t.Dims) or isinstance(value, tuple):
         return str(tuple(value))
+    if isinstance(value, (t.ILoop, t.IIfConditional)):  # a boundary layer's loop or conditional, by name
+        return f"<{type(value).__name__} {value.name!r}>"
     return str(value).replace("\n", " ")
 
 

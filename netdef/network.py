@@ -154,6 +154,10 @@ class Network:
         self.module_outputs: dict[str, list[list[str]]] = {}
         # module path -> one list of input tensor names per call (calibration reads these)
         self.module_inputs: dict[str, list[list[str]]] = {}
+        # module path -> output tensor names of calls traced inside a loop body (netdef.functional.scan):
+        # they run once per iteration, so they are kept apart from module_outputs' one-call entries
+        self.loop_module_outputs: dict[str, list[list[str]]] = {}
+        self._loop_depth = 0
         # module path -> names of the layers created directly in it
         self.module_layers: dict[str, list[str]] = {}
         # module path -> dtype override for that subtree
@@ -238,6 +242,15 @@ class Network:
             self._scope.pop()
 
     @contextlib.contextmanager
+    def loop_body(self) -> Iterator[None]:
+        """While a loop body is traced: modules called in it run once per iteration."""
+        self._loop_depth += 1
+        try:
+            yield
+        finally:
+            self._loop_depth -= 1
+
+    @contextlib.contextmanager
     def compute_dtype(self, dtype: str | None) -> Iterator[None]:
         """Within the block, floating weights and constants use `dtype` (None: unchanged)."""
         if dtype is None:
@@ -314,7 +327,7 @@ class Network:
                 self._name_outputs(layer)
                 tname = layer.get_output(0).name
             names.append(tname)
-        self.module_outputs.setdefault(path, []).append(names)
+        (self.loop_module_outputs if self._loop_depth else self.module_outputs).setdefault(path, []).append(names)
 
     # ---- weights ----------------------------------------------------------
     def keep(self, array: np.ndarray) -> np.ndarray:

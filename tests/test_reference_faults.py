@@ -90,21 +90,27 @@ def test_topk_ties_take_the_lower_index_first(op, k):
     assert values[0].tolist() == [x[0, i].item() for i in order]
 
 
-def test_unsupported_layer_type_is_named_before_the_cycle_check():
-    """A loop's recurrence is a cycle in the layer graph; the error must still name the layer type."""
+def test_unsupported_layer_type_is_named_before_any_graph_check():
+    """The error names the layer type the runner lacks even when the graph has problems of its own
+    that a later check would report: here a network output computed inside a loop (the loop
+    structure check) and a tensor name used twice (the uniqueness check)."""
+    assert "RAGGED_SOFTMAX" not in R.registry.LAYERS, "pick a layer type the runner still lacks"
+
     def make(net, n, x):
         loop = n.add_loop()
-        loop.add_trip_limit(n.add_constant((), net.weights(np.array(3, np.int32))).get_output(0),
-                            t.TripLimit.COUNT)
-        rec = loop.add_recurrence(x)
-        y = n.add_elementwise(rec.get_output(0), x, t.ElementWiseOperation.SUM).get_output(0)
-        rec.set_input(1, y)
-        return loop.add_loop_output(rec.get_output(0), t.LoopOutput.LAST_VALUE).get_output(0)
+        count = n.add_constant((), net.weights(np.array(2, np.int32))).get_output(0)
+        loop.add_trip_limit(count, t.TripLimit.COUNT)
+        inside = n.add_unary(loop.add_iterator(x, 0, False).get_output(0), t.UnaryOperation.EXP).get_output(0)
+        bounds = n.add_constant((2, 1), net.weights(np.array([[3], [1]], np.int32))).get_output(0)
+        ragged = n.add_ragged_softmax(x, bounds)
+        ragged.name = "ragged"
+        twin = n.add_identity(x).get_output(0)
+        twin.name = ragged.get_output(0).name
+        return [inside, ragged.get_output(0)]
 
     net = raw({"x": (2, 3)}, make)
-    if "RECURRENCE" in R.registry.LAYERS:
-        pytest.skip("loops are supported")
-    with pytest.raises(netdef.NetdefError, match=r"has type (TRIP_LIMIT|RECURRENCE|LOOP_OUTPUT).*not support"):
+    with pytest.raises(netdef.NetdefError, match=r"layer 'ragged' has type RAGGED_SOFTMAX, which the reference "
+                                                 r"runner does not support"):
         R.run(net, {"x": torch.randn(2, 3)})
 
 

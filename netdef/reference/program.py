@@ -13,6 +13,11 @@ tensor names/shapes/dtypes). This file is the one place of the dtype policy:
   are switched off while a program runs (the caller's settings are restored after);
   `tf32=True` instead models a backend that computes float32 convolution and matrix
   multiply layers in TF32, by rounding their operands (inputs and kernels) to TF32.
+
+Loops and conditionals: netdef/reference/structure.py places every layer in a region (the
+top level, a loop body, a branch); each region compiles to its own list of steps, and a
+`LoopStep` / `CondStep` runs its body or taken branch with the same step executor, so the
+policy above holds inside them too. Boundary layers only move values (no rounding).
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from netdef.arrays import numpy_to_torch
 from netdef.errors import RunnerError
 from netdef.network import shape_mismatch
 from netdef.reference import layers as _layers  # noqa: F401  (registers every builder)
+from netdef.reference import structure
 from netdef.reference.registry import LAYERS, Context, round_tf32
 
 # layer type -> input positions that are multiplication operands (rounded when modelling TF32)
@@ -47,6 +53,93 @@ class Step:
     out_dtypes: tuple  # torch dtypes outputs are stored in
     out_shapes: tuple  # TensorRT's declared shapes (-1 = dynamic)
     free: tuple = ()  # slots whose last reader is this step
+
+
+Meta = tuple  # (slot, torch dtype it is stored in, TensorRT's declared shape)
+
+
+class _Stopped(Exception):
+    """partial=True: the network stops at the first layer that cannot run."""
+
+
+@dataclass
+class LoopStep:
+    """A loop: the body's steps run once per iteration (TensorRT's formal loop semantics,
+    docs/reference.md): recurrences start at their initial values and take their next values
+    after each iteration; a WHILE condition is computed from the iteration's values before
+    the rest of the body runs."""
+
+    name: str
+    count: tuple | None  # (slot, fn) of the COUNT trip limit
+    condition: tuple | None  # (slot, fn) of the WHILE trip limit
+    iterators: list  # (input slot, fn, meta, needed by the condition)
+    recurrences: list  # (initial slot, next slot, fn, meta)
+    outputs: list  # (input slot, length slot (None: LAST_VALUE), fn, element shape, meta)
+    head: list  # body steps the WHILE condition needs
+    body: list  # the other body steps
+    inputs: tuple  # slots it reads from outside
+    produces: tuple  # slots of its outputs
+    interior: tuple  # slots computed inside, dropped after the loop (unless all_tensors)
+    kind: str = "LOOP"
+    free: tuple = ()
+
+    def run(self, program: "Program", values: list, all_tensors: bool) -> None:
+        count = self.count[1](values[self.count[0]]) if self.count else None
+        for init, _, fn, meta in self.recurrences:
+            program._store(values, meta, fn(values[init]), self.name, self.kind)
+        sequences: list[list] = [[] for _ in self.outputs]
+        i = 0
+        while count is None or i < count:
+            self._slice_iterators(program, values, i, count, for_condition=True)
+            if self.condition is not None:
+                program._run(self.head, values, all_tensors)
+                if not self.condition[1](values[self.condition[0]]):
+                    break
+            self._slice_iterators(program, values, i, count, for_condition=False)
+            program._run(self.body, values, all_tensors)
+            for seq, (src, length, *_) in zip(sequences, self.outputs):
+                if length is not None:
+                    seq.append(values[src])
+            nexts = [values[nxt] for _, nxt, _, _ in self.recurrences]
+            for (_, _, fn, meta), value in zip(self.recurrences, nexts):
+                program._store(values, meta, fn(value), self.name, self.kind)
+            i += 1
+        for seq, (src, length, fn, element_shape, meta) in zip(sequences, self.outputs):
+            y = fn(values[src]) if length is None else fn(seq, values[length], element_shape)
+            program._store(values, meta, y, self.name, self.kind)
+        if not all_tensors:
+            for s in self.interior:
+                values[s] = None
+
+    def _slice_iterators(self, program: "Program", values: list, i: int, count: int | None,
+                         for_condition: bool) -> None:
+        for src, fn, meta, needed in self.iterators:
+            if needed == for_condition:
+                program._store(values, meta, fn(values[src], i, count), self.name, self.kind)
+
+
+@dataclass
+class CondStep:
+    """A conditional: only the taken branch's steps run (TensorRT's conditionals are lazy)."""
+
+    name: str
+    condition: tuple  # (slot, fn)
+    branches: tuple  # (true steps, false steps)
+    outputs: list  # ((true slot, false slot), fn, meta)
+    inputs: tuple
+    produces: tuple  # slots of its outputs
+    interior: tuple
+    kind: str = "IF"
+    free: tuple = ()
+
+    def run(self, program: "Program", values: list, all_tensors: bool) -> None:
+        side = 0 if self.condition[1](values[self.condition[0]]) else 1
+        program._run(self.branches[side], values, all_tensors)
+        for sources, fn, meta in self.outputs:
+            program._store(values, meta, fn(values[sources[side]]), self.name, self.kind)
+        if not all_tensors:
+            for s in self.interior:
+                values[s] = None
 
 
 @dataclass
@@ -150,77 +243,176 @@ class Program:
                                       "unique; the reference runner identifies tensors by name")
                 produced.add(name)
         self.partial = partial
-        self.steps = []
-        for kind, layer in self._ordered(layers):
-            try:
-                self.steps.append(self._compile(kind, layer, ctx, slots, slot, floating, storage))
-            except (RunnerError, RuntimeError):
-                if not partial:
-                    raise
-                break  # a network whose tracing failed: run what precedes the broken layer
+        self._ctx, self._storage, self._slots, self._slot, self._floating = ctx, storage, slots, slot, floating
+        self._index = {id(layer): i for i, (_, layer) in enumerate(layers)}  # layers stay alive while compiling
+        outputs = [network.get_output(i).name for i in range(network.num_outputs)]
+        root = structure.analyze(layers, set(outputs))
+        self.steps = self._compile_region(root, top=True)
         backend.logger().take_errors()  # shape queries on a broken network log errors of their own
-        self.outputs = [network.get_output(i).name for i in range(network.num_outputs)]
+        self.outputs = outputs
         self.output_slots = [slots[n] for n in self.outputs]
         self._plan_frees()
 
-    @staticmethod
-    def _ordered(layers: list) -> list:
-        """Layers in dependency order (set_input may point a layer at a later layer's output)."""
-        producer = {}
-        for i, (_, layer) in enumerate(layers):
-            for j in range(layer.num_outputs):
-                producer[layer.get_output(j).name] = i
-        deps = []
-        users: list[list[int]] = [[] for _ in layers]
-        for i, (_, layer) in enumerate(layers):
-            d = {producer[x.name] for x in (layer.get_input(k) for k in range(layer.num_inputs))
-                 if x is not None and x.name in producer}
+    # ---- compilation -----------------------------------------------------------------------------
+    def _compile_region(self, region: structure.Region, top: bool = False) -> list:
+        steps = []
+        for kind, obj in self._ordered(region):
+            try:
+                if kind == "LOOP":
+                    steps.append(self._compile_loop(obj))
+                elif kind == "IF":
+                    steps.append(self._compile_conditional(obj))
+                else:
+                    steps.append(self._compile(kind, obj))
+            except (RunnerError, RuntimeError):
+                if not (top and self.partial):
+                    raise
+                break  # a network whose tracing failed: run what precedes the broken layer
+        return steps
+
+    def _ordered(self, region: structure.Region) -> list:
+        """A region's layers, loops and conditionals in dependency order, network order among
+        equals (set_input may point a layer at a later layer's output)."""
+        items = [(self._index[id(layer)], kind, layer) for kind, layer in region.layers]
+        items += [(node.first, "LOOP", node) for node in region.loops]
+        items += [(node.first, "IF", node) for node in region.conditionals]
+        items.sort(key=lambda item: item[0])
+        producer: dict[str, int] = {}
+        reads = []
+        for n, (_, kind, obj) in enumerate(items):
+            made, read = _made_and_read(obj.all_layers() if kind in ("LOOP", "IF") else [(kind, obj)])
+            if kind in ("LOOP", "IF"):
+                made = {o.get_output(0).name for o in obj.outputs}
+            for name in made:
+                producer[name] = n
+            reads.append(read)
+        deps, users = [], [[] for _ in items]
+        for n, read in enumerate(reads):
+            d = {producer[x] for x in read if x in producer}
             deps.append(len(d))
             for p in d:
-                users[p].append(i)
-        ready = [i for i, n in enumerate(deps) if n == 0]
+                users[p].append(n)
+        ready = [n for n, k in enumerate(deps) if k == 0]
         heapq.heapify(ready)
         order = []
         while ready:
-            i = heapq.heappop(ready)
-            order.append(layers[i])
-            for u in users[i]:
+            n = heapq.heappop(ready)
+            order.append(items[n][1:])
+            for u in users[n]:
                 deps[u] -= 1
                 if deps[u] == 0:
                     heapq.heappush(ready, u)
-        if len(order) != len(layers):
-            stuck = next(layers[i][1].name for i, n in enumerate(deps) if n > 0)
-            raise RunnerError(f"the network has a cycle through layer {stuck!r}")
+        if len(order) != len(items):
+            kind, obj = next(items[n][1:] for n, k in enumerate(deps) if k > 0)
+            what = f"{'loop' if kind == 'LOOP' else 'conditional'} {obj.name!r}" if kind in ("LOOP", "IF") \
+                else f"layer {obj.name!r}"
+            raise RunnerError(f"the network has a cycle through {what}")
         return order
 
-    def _compile(self, kind: str, layer: Any, ctx: Context, slots: dict, slot: Callable, floating: list,
-                 storage: Callable) -> Step:
+    def _read(self, layer: Any, x: Any) -> int:
+        """The slot of a tensor `layer` reads, which an earlier step must produce."""
+        if x.name not in self._slots:
+            raise RunnerError(f"layer {layer.name!r} reads tensor {x.name!r}, which no layer or "
+                              "network input produces")
+        return self._slot(x)
+
+    def _meta(self, layer: Any, j: int = 0) -> Meta:
+        o = layer.get_output(j)
+        return (self._slot(o), self._storage(o.dtype, f"output {o.name!r} of layer {layer.name!r}"),
+                tuple(o.shape))
+
+    def _build(self, kind: str, layer: Any) -> Callable:
         builder = LAYERS.get(kind)
         if builder is None:
             raise RunnerError(f"layer {layer.name!r} has type {kind}, which the reference runner does "
                               f"not support (supported: {', '.join(sorted(LAYERS))})")
+        try:
+            return builder(layer, self._ctx)
+        except RunnerError as exc:
+            raise RunnerError(f"layer {layer.name!r} ({kind}): {exc}") from None
+
+    def _compile(self, kind: str, layer: Any) -> Step:
+        fn = self._build(kind, layer)
         inputs = [layer.get_input(i) for i in range(layer.num_inputs)]
         while inputs and inputs[-1] is None:
             inputs.pop()
-        for x in inputs:
-            if x is not None and x.name not in slots:
-                raise RunnerError(f"layer {layer.name!r} reads tensor {x.name!r}, which no layer or "
-                                  "network input produces")
-        in_slots = tuple(None if x is None else slot(x) for x in inputs)
-        outs = [layer.get_output(j) for j in range(layer.num_outputs)]
-        out_slots = tuple(slot(o) for o in outs)
-        upcast = tuple(k for k, s in enumerate(in_slots) if s is not None and floating[s])
+        in_slots = tuple(None if x is None else self._read(layer, x) for x in inputs)
+        metas = [self._meta(layer, j) for j in range(layer.num_outputs)]
+        upcast = tuple(k for k, s in enumerate(in_slots) if s is not None and self._floating[s])
         operands = _TF32_OPERANDS.get(kind, ()) if self.tf32 else ()
         tf32 = tuple(k for k in upcast if operands is None or k in operands)
-        try:
-            fn = builder(layer, ctx)
-        except RunnerError as exc:
-            raise RunnerError(f"layer {layer.name!r} ({kind}): {exc}") from None
-        return Step(layer.name, kind, fn, in_slots, upcast, tf32, out_slots,
-                    tuple(storage(o.dtype, f"output {o.name!r} of layer {layer.name!r}") for o in outs),
-                    tuple(tuple(o.shape) for o in outs))
+        return Step(layer.name, kind, fn, in_slots, upcast, tf32, tuple(m[0] for m in metas),
+                    tuple(m[1] for m in metas), tuple(m[2] for m in metas))
+
+    def _compile_loop(self, node: structure.LoopNode) -> LoopStep:
+        limits = {"COUNT": [], "WHILE": []}
+        for layer in node.trip_limits:
+            limits[layer.kind.name].append(layer)
+        if len(limits["COUNT"]) > 1 or len(limits["WHILE"]) > 1 or not node.trip_limits:
+            raise RunnerError(f"loop {node.name!r} needs one COUNT or WHILE trip limit, at most one of each "
+                              f"(it has {len(limits['COUNT'])} and {len(limits['WHILE'])})")
+        count = limits["COUNT"][0] if limits["COUNT"] else None
+        for it in node.iterators:
+            if it.reverse and count is None:
+                raise RunnerError(f"iterator {it.name!r} iterates in reverse, which needs a COUNT trip limit "
+                                  f"in loop {node.name!r}")
+        recurrent = {r.get_output(0).name for r in node.recurrences}
+        for out in node.outputs:
+            if out.kind.name == "LAST_VALUE" and out.get_input(0).name not in recurrent:
+                raise RunnerError(f"loop output {out.name!r} (LAST_VALUE) reads {out.get_input(0).name!r}, which "
+                                  f"is not a recurrence of loop {node.name!r} (TensorRT requires one)")
+            if out.kind.name != "LAST_VALUE" and out.get_input(1) is None:
+                raise RunnerError(f"loop output {out.name!r} ({out.kind.name}) has no length input")
+        for r in node.recurrences:
+            if r.num_inputs < 2 or r.get_input(1) is None:
+                raise RunnerError(f"recurrence {r.name!r} of loop {node.name!r} has no next value (set_input(1, ...))")
+        # values from outside, then what the boundary makes inside, then the body
+        count_step = (self._read(count, count.get_input(0)), self._build("TRIP_LIMIT", count)) if count else None
+        iterators = [(self._read(it, it.get_input(0)), self._build("ITERATOR", it), self._meta(it))
+                     for it in node.iterators]
+        recurrences = [(self._read(r, r.get_input(0)), r, self._build("RECURRENCE", r), self._meta(r))
+                       for r in node.recurrences]
+        lengths = [None if out.kind.name == "LAST_VALUE" else self._read(out, out.get_input(1))
+                   for out in node.outputs]
+        body = self._compile_region(node.body)
+        condition = None
+        head: list = []
+        if limits["WHILE"]:
+            w = limits["WHILE"][0]
+            condition = (self._read(w, w.get_input(0)), self._build("TRIP_LIMIT", w))
+            head, body = _split_needed(body, condition[0])
+        needed = _needed_slots(head) | ({condition[0]} if condition else set())
+        outputs = [(self._read(out, out.get_input(0)), length, self._build("LOOP_OUTPUT", out),
+                    tuple(out.get_input(0).shape), self._meta(out))
+                   for out, length in zip(node.outputs, lengths)]
+        made, read = _made_and_read(node.all_layers())
+        return LoopStep(
+            node.name, count_step, condition,
+            [(src, fn, meta, meta[0] in needed) for src, fn, meta in iterators],
+            [(init, self._read(r, r.get_input(1)), fn, meta) for init, r, fn, meta in recurrences],
+            outputs, head, body,
+            inputs=tuple(self._slots[x] for x in sorted(read)),
+            produces=tuple(o[4][0] for o in outputs),
+            interior=tuple(self._slots[x] for x in sorted(made - {o.get_output(0).name for o in node.outputs})
+                           if x in self._slots))
+
+    def _compile_conditional(self, node: structure.CondNode) -> CondStep:
+        cond = node.condition
+        condition = (self._read(cond, cond.get_input(0)), self._build("CONDITION", cond))
+        branches = tuple(self._compile_region(b) for b in node.branches)
+        outputs = [((self._read(o, o.get_input(0)), self._read(o, o.get_input(1))),
+                    self._build("CONDITIONAL_OUTPUT", o), self._meta(o)) for o in node.outputs]
+        made, read = _made_and_read(node.all_layers())
+        return CondStep(
+            node.name, condition, branches, outputs,
+            inputs=tuple(self._slots[x] for x in sorted(read)),
+            produces=tuple(o[2][0] for o in outputs),
+            interior=tuple(self._slots[x] for x in sorted(made - {o.get_output(0).name for o in node.outputs})
+                           if x in self._slots))
 
     def _plan_frees(self) -> None:
+        """Drop each top-level value after its last reader (a loop or conditional reads every
+        outside value its body reads)."""
         last: dict[int, int] = {}
         for i, st in enumerate(self.steps):
             for s in st.inputs:
@@ -257,9 +449,34 @@ class Program:
 
         values: list = [None] * len(self.names)
         self._bind(inputs, values)
-        compute = self.float_dtype
         with torch.inference_mode(), _ieee_float32(self.device):
-            for st in self.steps:
+            try:
+                self._run(self.steps, values, all_tensors)
+            except _Stopped:
+                pass
+        outs = {name: values[s] for name, s in zip(self.outputs, self.output_slots)}
+        if all_tensors:
+            for name, v in zip(self.names, values):
+                outs.setdefault(name, v)
+        return outs
+
+    def _run(self, steps: list, values: list, all_tensors: bool) -> None:
+        """Execute steps in order: the one place where layers compute (upcast, TF32, round on store)."""
+        compute = self.float_dtype
+        for st in steps:
+            if not isinstance(st, Step):  # a loop or conditional runs its own steps through here
+                try:
+                    st.run(self, values, all_tensors)
+                except _Stopped:
+                    raise
+                except Exception as exc:
+                    if self.partial:
+                        raise _Stopped from exc
+                    if isinstance(exc, RunnerError):
+                        raise
+                    what = "loop" if st.kind == "LOOP" else "conditional"
+                    raise RunnerError(f"{what} {st.name!r} failed: {type(exc).__name__}: {exc}") from exc
+            else:
                 args = [None if s is None else values[s] for s in st.inputs]
                 for k in st.upcast:
                     if args[k].dtype != compute:
@@ -270,7 +487,7 @@ class Program:
                     result = st.fn(*args)
                 except Exception as exc:  # noqa: BLE001 - name the layer that failed
                     if self.partial:
-                        break
+                        raise _Stopped from exc
                     if isinstance(exc, RunnerError):
                         raise
                     shapes = [None if a is None else tuple(a.shape) for a in args]
@@ -279,20 +496,45 @@ class Program:
                 if not isinstance(result, tuple):
                     result = (result,)
                 for s, y, dt, want in zip(st.outputs, result, st.out_dtypes, st.out_shapes):
-                    if y.dtype != dt:
-                        y = y.to(dt)
-                    if len(y.shape) != len(want) or any(w >= 0 and g != w for g, w in zip(y.shape, want)):
-                        raise RunnerError(f"layer {st.name!r} ({st.kind}) produced shape {tuple(y.shape)} "
-                                          f"but TensorRT declares {want} for {self.names[s]!r}")
-                    values[s] = y
-                if not all_tensors:
-                    for s in st.free:
-                        values[s] = None
-        outs = {name: values[s] for name, s in zip(self.outputs, self.output_slots)}
-        if all_tensors:
-            for name, v in zip(self.names, values):
-                outs.setdefault(name, v)
-        return outs
+                    self._store(values, (s, dt, want), y, st.name, st.kind)
+            if not all_tensors:
+                for s in st.free:
+                    values[s] = None
+
+    def _store(self, values: list, meta: Meta, y: Any, name: str, kind: str) -> None:
+        """Keep a layer's output in its tensor's storage dtype, after checking TensorRT's declared shape."""
+        slot, dtype, want = meta
+        if y.dtype != dtype:
+            y = y.to(dtype)
+        if len(y.shape) != len(want) or any(w >= 0 and g != w for g, w in zip(y.shape, want)):
+            raise RunnerError(f"layer {name!r} ({kind}) produced shape {tuple(y.shape)} "
+                              f"but TensorRT declares {want} for {self.names[slot]!r}")
+        values[slot] = y
+
+
+def _made_and_read(layers: Any) -> tuple[set[str], set[str]]:
+    """Tensor names (kind, layer) pairs produce, and those they read from elsewhere."""
+    made, read = set(), set()
+    for _, layer in layers:
+        made.update(layer.get_output(j).name for j in range(layer.num_outputs))
+        read.update(x.name for x in (layer.get_input(k) for k in range(layer.num_inputs)) if x is not None)
+    return made, read - made
+
+
+def _needed_slots(steps: list) -> set[int]:
+    return {s for st in steps for s in st.inputs if s is not None}
+
+
+def _split_needed(steps: list, slot: int) -> tuple[list, list]:
+    """(the steps `slot` depends on, the others), each in order."""
+    need, head = {slot}, set()
+    for i in range(len(steps) - 1, -1, -1):
+        st = steps[i]
+        outs = st.outputs if isinstance(st, Step) else st.produces
+        if need.intersection(outs):
+            head.add(i)
+            need.update(s for s in st.inputs if s is not None)
+    return ([st for i, st in enumerate(steps) if i in head], [st for i, st in enumerate(steps) if i not in head])
 
 
 @contextlib.contextmanager
