@@ -248,7 +248,7 @@ def kv_cache_update(cache: Tensor, update: Tensor, write_indices: Tensor) -> Ten
     # element scatter along the sequence axis: index[b, h, s, d] = write_indices[b] + s
     rows = add(reshape_to(cast(write_indices, "int64"), [-1, 1, 1, 1], "write_rows"),
                reshape_to(arange(update.size(2)), [1, 1, -1, 1], "update_rows"))
-    index = expand(rows, *dims_of(update))
+    index = expand(rows, *(update.size(i) for i in range(4)))
     layer = net.network.add_scatter(cache.trt, index.trt, update.trt, trt().ScatterMode.ELEMENT)
     layer.axis = 2
     return out(layer, "kv_cache_update")

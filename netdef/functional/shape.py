@@ -266,7 +266,7 @@ def repeat_interleave(input: Tensor, repeats: int, dim: int | None = None, *, ou
     if repeats == 1:
         return input
     dims = dims_of(input)
-    x = expand(unsqueeze(input, d + 1), *(dims[:d + 1] + [int(repeats)] + dims[d + 1:]))
+    x = expand(unsqueeze(input, d + 1), *([-1] * (d + 1) + [int(repeats)] + [-1] * (input.ndim - d - 1)))
     merged = dims[d] * repeats if isinstance(dims[d], int) else -1
     return reshape_to(x, dims[:d] + [merged] + dims[d + 1:], "repeat_interleave")
 
