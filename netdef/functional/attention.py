@@ -178,7 +178,7 @@ def rotary_embedding(input: Tensor, cos: Tensor, sin: Tensor, position_ids: Tens
                      interleaved: bool = False, rotary_dim: int | None = None) -> Tensor:
     """Rotate pairs of the last dim of `input` (B, H, S, D) by angles whose cos/sin are given.
 
-    cos/sin are (B, S, R/2), or (max_position, R/2) rows picked by `position_ids` (B, S); R is
+    cos/sin are (B, S, R/2) (B may be 1), or (max_position, R/2) rows picked by `position_ids` (B, S); R is
     `rotary_dim` (default D), and dims from R on pass through. Pairs are (i, i + R/2) (the
     "rotate half" layout of GPT-NeoX and Llama) or, with interleaved=True, (2i, 2i + 1) (GPT-J).
     This is TensorRT's RotaryEmbedding layer and ONNX's RotaryEmbedding operator.
@@ -195,6 +195,8 @@ def rotary_embedding(input: Tensor, cos: Tensor, sin: Tensor, position_ids: Tens
         net.fail(f"rotary_embedding: cos/sin have {half} values per position, expected rotary_dim/2 = {r // 2}")
     cos, sin = cast(cos, input.dtype), cast(sin, input.dtype)
     if emission_for("rotary") == "fused":
+        if position_ids is None and cos.shape[0] == 1 and input.shape[0] != 1:  # the layer wants B rows
+            cos, sin = (expand(t, input.size(0), -1, -1) for t in (cos, sin))
         layer = net.network.add_rotary_embedding(input.trt, cos.trt, sin.trt, bool(interleaved),
                                                  0 if r == d else r)
         if layer is None:
