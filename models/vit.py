@@ -2,12 +2,11 @@
 
 conv_proj, class_token, encoder.pos_embedding, encoder.layers.encoder_layer_N.{ln_1,
 self_attention, ln_2, mlp.0, mlp.3}, encoder.ln and heads.head equal torchvision's, so a
-torchvision VisionTransformer's state_dict loads unchanged. Attention is written out from
-matmul and softmax, the way TensorRT sees it.
+torchvision VisionTransformer's state_dict loads unchanged. Attention is netdef.nn.MultiheadAttention
+(TensorRT's fused attention layer or matmul/softmax, see netdef.functional.emission).
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Any
 
@@ -17,46 +16,9 @@ from netdef import functional as F
 from netdef import network, nn
 
 
-class MultiheadAttention(nn.Module):
-    """torch.nn.MultiheadAttention for self-attention without masks (batch_first layouts only).
-
-    Keeps torch's packed projection (in_proj_weight, in_proj_bias) and out_proj, and returns
-    (output, None) as torch does with need_weights=False.
-    """
-
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = False) -> None:
-        super().__init__()
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
-        if not batch_first:
-            raise NotImplementedError("MultiheadAttention supports batch_first=True only")
-        self.embed_dim, self.num_heads, self.batch_first = embed_dim, num_heads, batch_first
-        self.head_dim = embed_dim // num_heads
-        bound = math.sqrt(6.0 / (embed_dim + 3 * embed_dim))  # torch's xavier_uniform_
-        rng = np.random.default_rng(0)
-        self.in_proj_weight = nn.Parameter(rng.uniform(-bound, bound, (3 * embed_dim, embed_dim)).astype(np.float32))
-        if bias:
-            self.in_proj_bias = nn.Parameter(np.zeros(3 * embed_dim, np.float32))
-        else:
-            self.register_parameter("in_proj_bias", None)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-
-    def forward(self, query: Any, key: Any, value: Any, need_weights: bool = False) -> tuple[Any, None]:
-        if key is not query or value is not query:
-            network.current().fail("MultiheadAttention supports self-attention (query is key is value) only")
-        if need_weights:
-            network.current().fail("MultiheadAttention: need_weights=True is not supported")
-        n, seq = query.size(0), query.size(1)
-        heads, d = self.num_heads, self.head_dim
-        qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)  # (N, L, 3E)
-        # (N, L, 3, H, D) -> (3, N, H, L, D)
-        qkv = F.permute(F.reshape(qkv, (n, seq, 3, heads, d)), (2, 0, 3, 1, 4))
-        q, k, v = (F.getitem(qkv, i) for i in range(3))
-        scores = F.matmul(F.mul(q, 1.0 / math.sqrt(d)), F.transpose(k, -2, -1))  # (N, H, L, L)
-        attn = F.matmul(F.softmax(scores, dim=-1), v)  # (N, H, L, D)
-        attn = F.reshape(F.permute(attn, (0, 2, 1, 3)), (n, seq, self.embed_dim))
-        return self.out_proj(attn), None
+# torchvision's blocks hold a torch.nn.MultiheadAttention; the port holds netdef's, with the same
+# parameters (in_proj_weight, in_proj_bias, out_proj.*). Kept under this name for existing imports.
+MultiheadAttention = nn.MultiheadAttention
 
 
 class MLPBlock(nn.Sequential):

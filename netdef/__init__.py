@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 from netdef import dtypes, functional, nn, quantize, reference, weights  # noqa: E402
 from netdef.build import build  # noqa: E402
 from netdef.compare import Report, compare  # noqa: E402
+from netdef.generation import generate  # noqa: E402
 from netdef.errors import (BackendError, BuildError, EngineError, NetdefError,  # noqa: E402
                            QuantizationError, RunnerError, TraceError, WeightsError)
 from netdef.network import Input, Network  # noqa: E402
@@ -21,7 +22,7 @@ from netdef.trace import trace  # noqa: E402
 __all__ = [
     "BackendError", "BuildError", "Engine", "EngineError", "Input", "NetdefError", "Network", "Plan",
     "QuantizationError", "RunnerError",
-    "Report", "Tensor", "TraceError", "WeightsError", "build", "compare", "dtypes", "functional",
+    "Report", "Tensor", "TraceError", "WeightsError", "build", "compare", "dtypes", "functional", "generate",
     "load_plan", "nn", "quantize", "reference", "save_engine", "trace", "weights",
 ]
 

@@ -125,6 +125,21 @@ class Tensor:
     def __ge__(self, other: Any) -> "Tensor":
         return _F().ge(self, other)
 
+    def __invert__(self) -> "Tensor":
+        return _F().logical_not(self)
+
+    def __and__(self, other: Any) -> "Tensor":
+        return _F().logical_and(self, other)
+
+    def __rand__(self, other: Any) -> "Tensor":
+        return _F().logical_and(other, self)
+
+    def __or__(self, other: Any) -> "Tensor":
+        return _F().logical_or(self, other)
+
+    def __ror__(self, other: Any) -> "Tensor":
+        return _F().logical_or(other, self)
+
     def __getitem__(self, index: Any) -> "Tensor":
         return _F().getitem(self, index)
 
@@ -167,6 +182,45 @@ class Tensor:
 
     def softmax(self, dim: int, dtype: Any = None) -> "Tensor":
         return _F().softmax(self, dim, dtype=dtype)
+
+    def matmul(self, other: Any) -> "Tensor":
+        return _F().matmul(self, other)
+
+    def bmm(self, mat2: Any) -> "Tensor":
+        return _F().bmm(self, mat2)
+
+    def masked_fill(self, mask: Any, value: Any) -> "Tensor":
+        return _F().masked_fill(self, mask, value)
+
+    def roll(self, shifts: Any, dims: Any = None) -> "Tensor":
+        return _F().roll(self, shifts, dims)
+
+    def triu(self, diagonal: int = 0) -> "Tensor":
+        return _F().triu(self, diagonal)
+
+    def tril(self, diagonal: int = 0) -> "Tensor":
+        return _F().tril(self, diagonal)
+
+    def cumsum(self, dim: int, *, dtype: Any = None) -> "Tensor":
+        return _F().cumsum(self, dim, dtype=dtype)
+
+    def repeat_interleave(self, repeats: int, dim: int | None = None) -> "Tensor":
+        return _F().repeat_interleave(self, repeats, dim)
+
+    def exp(self) -> "Tensor":
+        return _F().exp(self)
+
+    def sqrt(self) -> "Tensor":
+        return _F().sqrt(self)
+
+    def rsqrt(self) -> "Tensor":
+        return _F().rsqrt(self)
+
+    def pow(self, exponent: Any) -> "Tensor":
+        return _F().pow(self, exponent)
+
+    def type_as(self, other: "Tensor") -> "Tensor":
+        return self.to(other.dtype)
 
     def to(self, dtype: Any) -> "Tensor":
         """Only dtypes (or another Tensor's dtype): a netdef Tensor has no device."""

@@ -82,3 +82,9 @@ def test_main_job(tmp_path):
     assert "OK: 13 outputs compared" in res.stdout
     assert "held-out accuracy on 360 digits: reference runner 98.06%" in res.stdout
     assert os.path.getsize(tmp_path / "lenet5.engine") > 100_000
+
+
+def test_gpt2_generate(tmp_path):
+    out = run_example("gpt2_generate.py", "--tokens", "8", "--engine", str(tmp_path / "gpt2.engine"))
+    assert "OK:" in out and "identical to transformers' generate: True" in out
+    assert netdef.load_plan(tmp_path / "gpt2.engine").metadata["inputs"][0]["max"] == [8, 64]

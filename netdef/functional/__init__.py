@@ -16,3 +16,5 @@ from netdef.functional.norm import *  # noqa: F401,F403
 from netdef.functional.resize import *  # noqa: F401,F403
 from netdef.functional.scatter import *  # noqa: F401,F403
 from netdef.functional.control import *  # noqa: F401,F403
+from netdef.functional.creation import *  # noqa: F401,F403
+from netdef.functional.attention import *  # noqa: F401,F403

@@ -8,7 +8,7 @@ from typing import Any
 from netdef.arrays import to_numpy
 from netdef import network, quantize
 from netdef.functional._core import cast, constant, out, to_tensor, trt
-from netdef.functional.elementwise import add, broadcast_rank, promote_types
+from netdef.functional.elementwise import add, broadcast_rank, mul, promote_types
 from netdef.tensor import Tensor
 
 
@@ -36,6 +36,36 @@ def matmul(input: Any, other: Any) -> Tensor:
     return _matmul(cast(a, dtype), cast(b, dtype), False, "matmul")
 
 
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:
+    """torch.bmm: (b, n, m) @ (b, m, p) without broadcasting."""
+    if input.ndim != 3 or mat2.ndim != 3:
+        network.current().fail(f"bmm needs two 3-D tensors, got shapes {input.shape} and {mat2.shape}")
+    return matmul(input, mat2)
+
+
+def baddbmm(input: Any, batch1: Tensor, batch2: Tensor, *, beta: float = 1, alpha: float = 1) -> Tensor:
+    """torch.baddbmm: beta * input + alpha * (batch1 @ batch2); beta=0 ignores input, as in torch."""
+    y = bmm(batch1, batch2)
+    if alpha != 1:
+        y = mul(y, alpha)
+    if beta == 0:
+        return y
+    return add(y, input if beta == 1 else mul(input, beta))
+
+
+def einsum(equation: str, *operands: Any) -> Tensor:
+    """torch.einsum over TensorRT's einsum layer (explicit or implicit output, no ellipsis)."""
+    net = network.current()
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if "..." in equation:
+        net.fail(f"einsum: TensorRT's einsum layer has no ellipsis ('...'); write the dimensions out in {equation!r}")
+    tensors = [to_tensor(v) for v in operands]
+    dtype = reduce(promote_types, [t.dtype for t in tensors])
+    layer = net.network.add_einsum([cast(t, dtype).trt for t in tensors], equation.replace(" ", ""))
+    return out(layer, "einsum")
+
+
 def linear(input: Tensor, weight: Any, bias: Any = None) -> Tensor:
     """input @ weight.T + bias; constant weights are stored in the input's dtype.
 
@@ -60,4 +90,4 @@ def linear(input: Tensor, weight: Any, bias: Any = None) -> Tensor:
     return add(y, bias)
 
 
-__all__ = ["matmul", "linear"]
+__all__ = ["matmul", "bmm", "baddbmm", "einsum", "linear"]

@@ -1,4 +1,4 @@
-"""where, clamp, pad and embedding, with torch's signatures."""
+"""where, masked_fill, clamp, pad, embedding, triu/tril and dropout, with torch's signatures."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -8,7 +8,9 @@ import numpy as np
 from netdef.arrays import to_numpy
 from netdef import dtypes, network
 from netdef.functional._core import cast, constant, dims_of, out, shape_tensor, to_tensor, trt
-from netdef.functional.elementwise import add, broadcast_rank, maximum, minimum, operands
+from netdef.functional.creation import arange
+from netdef.functional.elementwise import add, broadcast_rank, ge, le, maximum, minimum, operands, sub
+from netdef.functional.shape import unsqueeze
 from netdef.tensor import Tensor
 
 _PAD_MODES = {"constant": "FILL", "reflect": "REFLECT", "replicate": "CLAMP", "circular": "WRAP"}
@@ -73,7 +75,53 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
     return out(layer, "pad")
 
 
-def embedding(input: Tensor, weight: Any, padding_idx: int | None = None, max_norm: float | None = None) -> Tensor:
+def masked_fill(input: Tensor, mask: Any, value: Any) -> Tensor:
+    """torch.masked_fill: `value` where the bool `mask` (broadcast) is True; value takes input's dtype."""
+    if isinstance(value, Tensor):
+        value = cast(value, input.dtype)
+    elif not isinstance(value, (bool, int, float, np.number)):
+        network.current().fail(f"masked_fill value must be a number or a 0-d Tensor, got {type(value).__name__}")
+    else:
+        value = constant(np.array(value), input.dtype, op="fill_value")
+    return where(mask, value, input)
+
+
+def _band(input: Tensor, diagonal: int, upper: bool, op: str) -> Tensor:
+    """Keep elements with col - row >= diagonal (triu) or <= diagonal (tril) of the last two dims."""
+    net = network.current()
+    if input.ndim < 2:
+        net.fail(f"{op} needs a tensor of at least 2 dimensions, got shape {input.shape}")
+    rows, cols = input.shape[-2:]
+    if rows >= 0 and cols >= 0:  # static: one constant mask
+        offset = np.arange(cols)[None, :] - np.arange(rows)[:, None]
+        keep = constant(offset >= diagonal if upper else offset <= diagonal, op=f"{op}_mask")
+    else:
+        offset = sub(unsqueeze(arange(input.size(-1)), 0), unsqueeze(arange(input.size(-2)), 1))
+        keep = ge(offset, diagonal) if upper else le(offset, diagonal)
+    return where(keep, input, constant(np.array(0), input.dtype, op="zero"))
+
+
+def triu(input: Tensor, diagonal: int = 0) -> Tensor:
+    return _band(input, diagonal, True, "triu")
+
+
+def tril(input: Tensor, diagonal: int = 0) -> Tensor:
+    return _band(input, diagonal, False, "tril")
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Identity at inference. torch's F.dropout defaults to training=True, where it zeroes elements at
+    random; a port passes training=self.training (False), as torch's modules do."""
+    if not 0 <= p <= 1:
+        network.current().fail(f"dropout probability has to be between 0 and 1, but got {p}")
+    if training and p > 0:
+        network.current().fail(f"dropout(p={p}, training=True) zeroes elements at random; netdef builds inference "
+                               "networks: pass training=False (module.training) as torch's modules do")
+    return input
+
+
+def embedding(input: Tensor, weight: Any, padding_idx: int | None = None, max_norm: float | None = None,
+              norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
     """Row lookup (a gather on axis 0). padding_idx only affects training, so it is accepted and unused."""
     net = network.current()
     if max_norm is not None:
@@ -88,4 +136,4 @@ def embedding(input: Tensor, weight: Any, padding_idx: int | None = None, max_no
     return out(net.network.add_gather(table.trt, input.trt, 0), "embedding")
 
 
-__all__ = ["where", "clamp", "pad", "embedding"]
+__all__ = ["where", "masked_fill", "clamp", "pad", "embedding", "triu", "tril", "dropout"]

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from netdef.arrays import to_numpy
-from netdef import network
+from netdef import dtypes, network
+from netdef.functional import elementwise as ew, reduce as rd
 from netdef.functional._core import cast, constant, out, trt
 from netdef.tensor import Tensor
 
@@ -147,4 +148,47 @@ def instance_norm(input: Tensor, running_mean: Any = None, running_var: Any = No
     return _normalize(op, input, range(2, input.ndim), w, b, eps)
 
 
-__all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm"]
+def rms_norm(input: Tensor, normalized_shape: Any, weight: Any = None, eps: float | None = None) -> Tensor:
+    """torch.nn.functional.rms_norm: x / sqrt(mean(x^2) + eps) * weight over the trailing dims.
+
+    TensorRT's normalization layer subtracts the mean, so this is composed; the statistics are
+    computed in float32 (as for layer_norm above), the weight is applied in the input's dtype.
+    eps=None is the machine epsilon of the input's dtype, as in torch.
+    """
+    net = network.current()
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    tail = input.shape[input.ndim - k:] if 0 < k <= input.ndim else None
+    if tail is None or any(d >= 0 and d != s for d, s in zip(tail, shape)):
+        net.fail(f"rms_norm: input shape {input.shape} does not end with normalized_shape {shape}")
+    if eps is None:
+        eps = float(np.finfo(dtypes.to_numpy(input.dtype)).eps)
+    x = cast(input, "float32")
+    ms = rd.mean(ew.mul(x, x), tuple(range(input.ndim - k, input.ndim)), keepdim=True)
+    y = cast(ew.mul(x, ew.rsqrt(ew.add(ms, eps))), input.dtype)
+    if weight is None:
+        return y
+    if not isinstance(weight, Tensor):
+        w = to_numpy(weight)
+        if tuple(w.shape) != shape:
+            net.fail(f"rms_norm weight must have shape {shape}, got {tuple(w.shape)}")
+        weight = constant(w, input.dtype, op="weight")
+    return ew.mul(y, weight)
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: Any = 1, eps: float = 1e-12, out: Any = None) -> Tensor:
+    """torch.nn.functional.normalize: x / max(||x||_p, eps) along `dim`."""
+    if out is not None:
+        network.current().fail("normalize(out=...) writes in place; netdef ops return new tensors")
+    if p == 2:
+        norm = ew.sqrt(rd.sum(ew.mul(input, input), dim, keepdim=True))
+    elif p == 1:
+        norm = rd.sum(ew.abs(input), dim, keepdim=True)
+    elif p == float("inf"):
+        norm = rd.amax(ew.abs(input), dim, keepdim=True)
+    else:
+        norm = ew.pow(rd.sum(ew.pow(ew.abs(input), float(p)), dim, keepdim=True), 1.0 / p)
+    return ew.div(input, ew.maximum(norm, eps))
+
+
+__all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "normalize", "rms_norm"]

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from netdef import dtypes, network
-from netdef.functional._core import cast, normalize_dim, out, trt
+from netdef.functional._core import cast, constant, normalize_dim, out, trt
 from netdef.functional.elementwise import exp, log, sub
 from netdef.tensor import Tensor
 
@@ -49,6 +51,20 @@ def amin(input: Tensor, dim: Any = (), keepdim: bool = False) -> Tensor:
     return _reduce(input, "MIN", dim, keepdim, "amin")
 
 
+def cumsum(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
+    """torch.cumsum: integer and bool inputs accumulate in int64, as in torch."""
+    if dtype is None and not dtypes.is_floating(input.dtype):
+        dtype = "int64"
+    x = input if dtype is None else cast(input, dtype)
+    try:
+        axis = normalize_dim(dim, x.ndim)
+    except IndexError as exc:
+        network.current().fail(str(exc))
+    axis_t = constant(np.array(axis, np.int32), "int32", op="cumsum_axis")
+    layer = network.current().network.add_cumulative(x.trt, axis_t.trt, trt().CumulativeOperation.SUM, False, False)
+    return out(layer, "cumsum")
+
+
 def softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
     if dtype is not None:
         input = cast(input, dtype)
@@ -65,4 +81,4 @@ def log_softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
     return sub(shifted, log(sum(exp(shifted), dim, keepdim=True)))
 
 
-__all__ = ["sum", "mean", "amax", "amin", "softmax", "log_softmax", "axes_mask"]
+__all__ = ["sum", "mean", "amax", "amin", "cumsum", "softmax", "log_softmax", "axes_mask"]

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from netdef import network
-from netdef.functional._core import cast, dims_of, normalize_dim, out, reshape_to, shape_tensor
+from netdef.functional._core import cast, dims_of, normalize_dim, out, reshape_to, shape_tensor, trt
 from netdef.functional.elementwise import add, broadcast_rank, floor_divide, maximum, minimum, promote_types, sub
 from netdef.tensor import Tensor
 
@@ -233,6 +233,55 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     return split(input, max(1, -(-input.shape[d] // chunks)), d)
 
 
+def roll(input: Tensor, shifts: Any, dims: Any = None) -> Tensor:
+    """torch.roll: out[i] = x[(i - shift) mod n] along each dim; dims=None rolls the flattened tensor.
+
+    One slice layer in WRAP mode that starts at -shift (Swin's shifted windows are one layer).
+    """
+    net = network.current()
+    shifts = list(shifts) if isinstance(shifts, (tuple, list)) else [shifts]
+    if dims is None:
+        if len(shifts) != 1:
+            net.fail(f"roll without dims takes one shift, got {shifts}")
+        return reshape_to(roll(flatten(input), shifts, 0), dims_of(input), "roll")
+    dims = list(dims) if isinstance(dims, (tuple, list)) else [dims]
+    if len(dims) != len(shifts):
+        net.fail(f"roll: shifts {tuple(shifts)} and dims {tuple(dims)} must have the same length")
+    axes = [_dim(d, input.ndim) for d in dims]
+    if len(set(axes)) != len(axes):
+        net.fail(f"roll: dims {tuple(dims)} repeat a dimension")
+    for sh in shifts:
+        if isinstance(sh, bool) or not isinstance(sh, _INT):
+            net.fail(f"roll shifts must be ints, got {sh!r}")
+    sizes = [dims_of(input)[a] for a in axes]
+    size_t = None if all(isinstance(s, int) for s in sizes) else shape_tensor(sizes)
+    layer = net.network.add_slice(input.trt, tuple(-int(sh) for sh in shifts),
+                                  tuple(s if isinstance(s, int) else 0 for s in sizes), (1,) * len(axes))
+    layer.axes = tuple(axes)
+    layer.mode = trt().SampleMode.WRAP
+    if size_t is not None:
+        layer.set_input(2, size_t.trt)
+    return out(layer, "roll")
+
+
+def repeat_interleave(input: Tensor, repeats: int, dim: int | None = None, *, output_size: int | None = None) -> Tensor:
+    """torch.repeat_interleave with an int `repeats`: each element `repeats` times along `dim`
+    (an unsqueeze, a broadcast and a merge, as Hugging Face's repeat_kv writes grouped-query heads)."""
+    net = network.current()
+    if isinstance(repeats, bool) or not isinstance(repeats, _INT) or repeats < 0:
+        net.fail(f"repeat_interleave takes a non-negative int repeats, got {repeats!r} (tensor repeats are "
+                 "data-dependent shapes)")
+    if dim is None:
+        return repeat_interleave(flatten(input), repeats, 0)
+    d = _dim(dim, input.ndim)
+    if repeats == 1:
+        return input
+    dims = dims_of(input)
+    x = expand(unsqueeze(input, d + 1), *([-1] * (d + 1) + [int(repeats)] + [-1] * (input.ndim - d - 1)))
+    merged = dims[d] * repeats if isinstance(dims[d], int) else -1
+    return reshape_to(x, dims[:d] + [merged] + dims[d + 1:], "repeat_interleave")
+
+
 # ---- indexing -------------------------------------------------------------
 def _vec(v: Any) -> Tensor:
     return v if isinstance(v, Tensor) else shape_tensor([v])
@@ -321,5 +370,5 @@ def getitem(input: Tensor, index: Any) -> Tensor:
 
 __all__ = [
     "reshape", "view", "flatten", "unsqueeze", "squeeze", "permute", "transpose", "expand",
-    "cat", "stack", "split", "chunk", "getitem",
+    "cat", "stack", "split", "chunk", "getitem", "roll", "repeat_interleave",
 ]

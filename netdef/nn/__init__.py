@@ -8,4 +8,5 @@ from netdef.nn.norm import *  # noqa: F401,F403
 from netdef.nn.pooling import *  # noqa: F401,F403
 from netdef.nn.misc import *  # noqa: F401,F403
 from netdef.nn.rnn import *  # noqa: F401,F403
+from netdef.nn.transformer import *  # noqa: F401,F403
 from netdef.nn import functional  # noqa: F401,E402  (torch-style `nn.functional`)

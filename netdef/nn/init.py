@@ -49,3 +49,18 @@ def normal(shape: tuple[int, ...], dtype: Any = None) -> Lazy:
 def full(shape: tuple[int, ...], value: float, dtype: Any = None) -> Lazy:
     """Constant values: norm weights (1), biases and running means (0), PReLU slopes."""
     return Lazy(shape, dtype, lambda: np.full(shape, value))
+
+
+def xavier_uniform(shape: tuple[int, ...], dtype: Any = None) -> Lazy:
+    """torch's xavier_uniform_ (gain 1) for a 2-D weight: U(-a, a), a = sqrt(6 / (fan_in + fan_out))."""
+    fan_out, fan_in = shape[0], int(np.prod(shape[1:]))
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return Lazy(shape, dtype, lambda: _RNG.uniform(-bound, bound, size=shape))
+
+
+def xavier_normal(shape: tuple[int, ...], dtype: Any = None) -> Lazy:
+    """torch's xavier_normal_ (gain 1): N(0, 2 / (fan_in + fan_out)), fans as torch counts them."""
+    fan_in = shape[1] * int(np.prod(shape[2:])) if len(shape) > 1 else shape[0]
+    fan_out = shape[0] * int(np.prod(shape[2:])) if len(shape) > 1 else shape[0]
+    std = math.sqrt(2.0 / (fan_in + fan_out))
+    return Lazy(shape, dtype, lambda: _RNG.standard_normal(shape) * std)

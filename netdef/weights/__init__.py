@@ -18,12 +18,13 @@ from netdef.fileio import atomic_file
 from netdef.arrays import numpy_to_torch, to_numpy
 from netdef.nn.module import Parameter
 from netdef.weights import safetensors as _safetensors
+from netdef.weights import sharded as _sharded
 from netdef.weights import torchfile as _torchfile
 from netdef.weights import wts as _wts
 
 __all__ = ["StateDict", "convert", "load", "save", "to_torch"]
 
-READ_FORMATS = (".wts", ".safetensors", ".pt", ".pth")
+READ_FORMATS = (".wts", ".safetensors", ".pt", ".pth")  # and .safetensors.index.json (sharded)
 WRITE_FORMATS = (".wts", ".safetensors")
 
 
@@ -60,6 +61,8 @@ def load(src: str | os.PathLike | Mapping[str, Any]) -> StateDict:
         raise WeightsError(f"load() takes a weights file path or a state_dict, "
                            f"got {type(src).__name__}{hint}")
     path = os.fspath(src)
+    if path.lower().endswith(_sharded.INDEX_SUFFIX):  # Hugging Face's sharded safetensors
+        return StateDict(_sharded.read_index(path), source=path)
     ext = os.path.splitext(path)[1].lower()
     if ext not in READ_FORMATS:
         raise WeightsError(f"{path}: unknown weights format {ext or '(no extension)'!r}; "

@@ -1,6 +1,7 @@
 """Reference semantics of every TensorRT layer type, one file per family (mirroring
 netdef/functional/), all registered in the one registry `netdef.reference.registry.LAYERS`."""
 from netdef.reference.layers import (  # noqa: F401
+    attention,
     control,
     conv,
     elementwise,
