@@ -564,5 +564,5 @@ def test_to_torch_for_the_torch_original(tmp_path):
         assert torch.equal(converted[k], v)
     bf = {"0.weight": np.asarray(like["0.weight"].numpy(), ml_dtypes.bfloat16)}
     assert torch.equal(netdef.weights.to_torch(bf, like={})["0.weight"], like["0.weight"].to(torch.bfloat16))
-    with pytest.raises(netdef.WeightsError, match=r"0.weight has shape \(5,\) but the torch model's is \(4, 3, 3, 3\)"):
+    with pytest.raises(netdef.WeightsError, match=r"'0.weight' has shape \(5,\) but the torch model's is \(4, 3, 3, 3\)"):
         netdef.weights.to_torch({"0.weight": np.ones(5, np.float32)}, like=like)

@@ -13,12 +13,13 @@ import json
 import math
 import mmap
 import os
+import reprlib
 from typing import Any, BinaryIO, Mapping
 
 import ml_dtypes
 import numpy as np
 
-from netdef.errors import WeightsError
+from netdef.errors import WeightsError, shown
 
 # every byte-addressable dtype of the format; F64 stays float64 (Parameter narrows it)
 DTYPES: dict[str, np.dtype] = {
@@ -37,6 +38,11 @@ DTYPES: dict[str, np.dtype] = {
 _PACKED = ("F4", "F6_E2M3", "F6_E3M2")
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
 _MAX_HEADER = 100 << 20  # the reference implementation's limit
+_MAX_DIMS = 64  # numpy's limit on an array's rank
+_MAX_DIM = 2**63 - 1  # numpy's limit on one dimension
+_BRIEF = reprlib.Repr()  # a value quoted in an error: bounded however large or deep it is
+_BRIEF.maxstring = _BRIEF.maxother = 60
+_BRIEF.maxlist = _BRIEF.maxdict = 8
 
 
 def read(path: str) -> dict[str, np.ndarray]:
@@ -72,16 +78,19 @@ def _parse_header(path: str, raw: bytes, data_len: int) -> dict[str, tuple[np.dt
         d = {}
         for k, v in pairs:
             if k in d:
-                raise WeightsError(f"{path}: the header lists key {k!r} twice")
+                raise WeightsError(f"{path}: the header lists key {shown(k)} twice")
             d[k] = v
         return d
 
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=unique)
+    except RecursionError:
+        raise WeightsError(f"{path}: the header nests JSON too deeply to be a safetensors header; "
+                           "the file is corrupt or not safetensors") from None
     except (UnicodeDecodeError, ValueError) as exc:
         if isinstance(exc, WeightsError):
             raise
-        raise WeightsError(f"{path}: the header is not valid JSON ({exc}); the file is corrupt "
+        raise WeightsError(f"{path}: the header is not valid JSON ({str(exc)[:200]}); the file is corrupt "
                            "or not safetensors") from None
     if not isinstance(header, dict):
         raise WeightsError(f"{path}: the header is a JSON {type(header).__name__}, not an object")
@@ -90,33 +99,44 @@ def _parse_header(path: str, raw: bytes, data_len: int) -> dict[str, tuple[np.dt
         raise WeightsError(f"{path}: __metadata__ must map strings to strings")
     entries = {}
     for key, info in header.items():
-        at = f"{path}: key {key!r}"
+        at = f"{path}: key {shown(key)}"
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise WeightsError(f"{at}: expected an object with exactly dtype, shape and data_offsets, "
-                               f"got {info!r:.120}")
+                               f"got {_BRIEF.repr(info)}")
         code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not isinstance(code, str):
+            raise WeightsError(f"{at}: dtype {_BRIEF.repr(code)} is not a string")
         if code in _PACKED:
             raise WeightsError(f"{at}: dtype {code} is a packed sub-byte type that netdef cannot "
                                "represent in numpy; store it unpacked (e.g. as U8) instead")
         if code not in DTYPES:
-            raise WeightsError(f"{at}: unknown dtype {code!r}; known: {', '.join(DTYPES)}")
+            raise WeightsError(f"{at}: unknown dtype {shown(code, 40)}; known: {', '.join(DTYPES)}")
         if not _ints(shape):
-            raise WeightsError(f"{at}: shape {shape!r} is not a list of non-negative integers")
+            raise WeightsError(f"{at}: shape {_BRIEF.repr(shape)} is not a list of non-negative integers")
+        if len(shape) > _MAX_DIMS or any(d > _MAX_DIM for d in shape):
+            raise WeightsError(f"{at}: shape {_BRIEF.repr(shape)} has more than {_MAX_DIMS} dimensions "
+                               f"or a dimension above 2**63 - 1, which no array can have")
         if not _ints(offsets) or len(offsets) != 2 or offsets[0] > offsets[1]:
-            raise WeightsError(f"{at}: data_offsets {offsets!r} is not [begin, end] with begin <= end")
+            raise WeightsError(f"{at}: data_offsets {_BRIEF.repr(offsets)} is not [begin, end] with begin <= end")
         if offsets[1] > data_len:
-            raise WeightsError(f"{at}: data_offsets {offsets} run past the {data_len} data bytes "
+            raise WeightsError(f"{at}: data_offsets {_BRIEF.repr(offsets)} run past the {data_len} data bytes "
                                "(truncated file?)")
         dtype = DTYPES[code]
         want = math.prod(shape) * dtype.itemsize
         if offsets[1] - offsets[0] != want:
-            raise WeightsError(f"{at}: shape {shape} of {code} needs {want} bytes but data_offsets "
+            raise WeightsError(f"{at}: shape {_BRIEF.repr(shape)} of {code} needs {want} bytes but data_offsets "
                                f"{offsets} hold {offsets[1] - offsets[0]}")
+        if want == 0:  # nothing bounds an empty tensor's other dimensions but numpy's own limits
+            try:
+                np.empty(shape, dtype)
+            except (ValueError, MemoryError):
+                raise WeightsError(f"{at}: shape {_BRIEF.repr(shape)} is too large for an array, even an "
+                                   "empty one") from None
         entries[key] = (dtype, tuple(shape), offsets[0], offsets[1])
     expected = 0  # the tensors must tile the data exactly: no gaps, no overlaps
     for key, (_, _, begin, end) in sorted(entries.items(), key=lambda kv: kv[1][2:]):
         if begin != expected:
-            raise WeightsError(f"{path}: key {key!r}: data starts at byte {begin}, expected {expected} "
+            raise WeightsError(f"{path}: key {shown(key)}: data starts at byte {begin}, expected {expected} "
                                "(tensors overlap or leave a gap)")
         expected = end
     if expected != data_len:
@@ -133,7 +153,7 @@ def dtype_code(key: str, arr: np.ndarray) -> str:
     try:
         return _CODES[arr.dtype]
     except KeyError:
-        raise WeightsError(f"key {key!r}: dtype {arr.dtype} has no safetensors equivalent") from None
+        raise WeightsError(f"key {shown(key)}: dtype {arr.dtype} has no safetensors equivalent") from None
 
 
 def write(f: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
