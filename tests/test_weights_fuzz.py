@@ -16,7 +16,6 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-
 import weights_fuzz as fuzz
 
 CI_CASES, CI_SEED = 400, 20261129

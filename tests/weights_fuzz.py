@@ -125,8 +125,7 @@ def ref_safetensors(data: bytes) -> dict[str, np.ndarray]:
         if not isinstance(info, dict) or sorted(info) != ["data_offsets", "dtype", "shape"]:
             raise Invalid("entry fields")
         code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        ints = (lambda v: isinstance(v, list) and all(type(x) is int and x >= 0 for x in v))
-        if not isinstance(code, str) or code not in table or not ints(shape) or not ints(offsets):
+        if not isinstance(code, str) or code not in table or not _naturals(shape) or not _naturals(offsets):
             raise Invalid("dtype, shape or offsets")
         if len(offsets) != 2 or not offsets[0] <= offsets[1] <= len(body):
             raise Invalid("offsets")
@@ -147,6 +146,10 @@ def ref_safetensors(data: bytes) -> dict[str, np.ndarray]:
     if end != len(body):
         raise Invalid("trailing data")
     return out
+
+
+def _naturals(value: Any) -> bool:
+    return isinstance(value, list) and all(type(x) is int and x >= 0 for x in value)
 
 
 _TORCH_STORAGES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
@@ -239,17 +242,20 @@ def ref_pt(data: bytes) -> dict[str, np.ndarray]:
         raise
     except Exception:  # noqa: BLE001 - the unpickler's verdict on a damaged pickle
         raise Invalid("pickle") from None
-    is_sd = (lambda v: isinstance(v, dict) and all(isinstance(x, np.ndarray) for x in v.values()))
     if not isinstance(obj, dict):
         raise Invalid("not a mapping")
-    if not is_sd(obj):
-        nested = [v for v in obj.values() if is_sd(v) and v]
+    if not _tensors_only(obj):
+        nested = [v for v in obj.values() if _tensors_only(v) and v]
         if len(nested) != 1:
             raise Invalid("not a state_dict")
         obj = nested[0]
     if not all(isinstance(k, str) for k in obj):
         raise Invalid("key type")
     return dict(obj)
+
+
+def _tensors_only(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(x, np.ndarray) for x in value.values())
 
 
 REFERENCE = {".wts": ref_wts, ".safetensors": ref_safetensors, ".pt": ref_pt}
@@ -269,10 +275,9 @@ def ref_fit(expected: dict[str, np.ndarray], slots: dict[str, np.ndarray], flat:
                 raise Invalid("shape")
             arr = arr.reshape(target.shape)
         if arr.dtype != target.dtype:
-            floating = (lambda d: np.issubdtype(d, np.floating) or d.name in ("bfloat16",) or "float8" in d.name)
-            if floating(arr.dtype) and floating(target.dtype):
+            if _floating(arr.dtype) and _floating(target.dtype):
                 arr = arr.astype(target.dtype)
-            elif flat and floating(arr.dtype):
+            elif flat and _floating(arr.dtype):
                 wide = arr.astype(np.float64)
                 info = np.iinfo(target.dtype) if target.dtype.kind in "iu" else None
                 lo, hi = (0, 1) if info is None else (info.min, info.max)
@@ -284,6 +289,10 @@ def ref_fit(expected: dict[str, np.ndarray], slots: dict[str, np.ndarray], flat:
                 raise Invalid("dtype")
         out[key] = arr
     return out
+
+
+def _floating(dtype: np.dtype) -> bool:
+    return np.issubdtype(dtype, np.floating) or dtype.name == "bfloat16" or "float8" in dtype.name
 
 
 def same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
