@@ -115,6 +115,9 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
     if serialized is None or errors:
         raise BuildError(f"TensorRT could not build network {net.name!r} ({backend.name()} "
                          f"{backend.version()}):\n  " + "\n  ".join(errors or ["no engine was returned"]))
+    # one copy out of TensorRT's buffer, which is freed before Plan (a bytes subclass) copies it
+    # again: Plan(serialized) would hold three copies of the engine at once
+    data, serialized = bytes(serialized), None
     if cache is not None:
         with atomic_file(timing_cache) as f:
             f.write(memoryview(config.get_timing_cache().serialize()))
@@ -137,7 +140,7 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
     if backend.is_rtx() and config.num_compute_capabilities:
         meta["compute_capabilities"] = [config.get_compute_capability(i).name
                                         for i in range(config.num_compute_capabilities)]
-    return Plan(serialized, meta)
+    return Plan(data, meta)
 
 
 def _quantization_spec(net: Network) -> dict | None:

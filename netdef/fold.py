@@ -69,9 +69,11 @@ def fold_batchnorm(net: Network) -> int:
         if net.owns(kernel):  # our own cast copy: rescale it in place, channel by channel
             for o in range(c):
                 kernel[o] = (kernel[o].astype(np.float32) * s[o]).astype(kernel.dtype)
-        else:  # the model's array: never modify it
-            kernel = net.keep_as((kernel.reshape(c, -1) * s[:, None]).reshape(kernel.shape).astype(kernel.dtype))
+        else:  # the model's array (or one shared by several layers): never modify it
+            original = kernel
+            kernel = net.keep_as((kernel.reshape(c, -1) * s[:, None]).reshape(kernel.shape).astype(kernel.dtype, copy=False))
             conv.kernel = net.as_weights(kernel)
+            net.release(original)  # this layer no longer reads it
         new_bias = net.keep_as((b * s + sh).astype(kernel.dtype))
         conv.bias = net.as_weights(new_bias)
         net.conv_arrays[index] = (kernel, new_bias)

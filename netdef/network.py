@@ -309,6 +309,22 @@ class Network:
                 pass
         return kept
 
+    def release(self, array: np.ndarray) -> None:
+        """One use of a kept array is over (e.g. folding replaced a kernel): after the last one the
+        network stops holding it, and pages it maps from a safetensors file may leave memory."""
+        uses = self._uses.get(id(array), 0) - 1
+        if uses > 0:
+            self._uses[id(array)] = uses
+            return
+        self._uses.pop(id(array), None)
+        self._keepalive = [a for a in self._keepalive if a is not array]
+        self._shared = {k: v for k, v in self._shared.items() if v[1] is not array}
+        self._constants = {k: v for k, v in self._constants.items() if k[0] != id(array)}
+        self._owned.discard(id(array))
+        from netdef.weights.safetensors import release_pages
+
+        release_pages(array)
+
     def owns(self, array: np.ndarray) -> bool:
         """True for arrays the network made itself (casts) and uses once, which it may rewrite in place."""
         return id(array) in self._owned and self._uses.get(id(array)) == 1

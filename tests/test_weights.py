@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -550,6 +551,41 @@ def test_safetensors_truncated_real_file_is_reported(torch_net, tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(data[:-100])
     message = error(tmp_path / "cut.safetensors")
     assert str(tmp_path / "cut.safetensors") in message and "truncated" in message
+
+
+def _resident_pages(array: np.ndarray) -> tuple[int, int]:
+    """(resident, total) pages under `array`, from /proc/self/pagemap's present bit."""
+    import mmap
+
+    first = array.ctypes.data // mmap.PAGESIZE
+    last = (array.ctypes.data + array.nbytes - 1) // mmap.PAGESIZE + 1
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(first * 8)
+        entries = np.frombuffer(f.read((last - first) * 8), "<u8")
+    return int(np.count_nonzero(entries >> np.uint64(63))), last - first
+
+
+def test_release_pages_drops_mapped_pages_and_keeps_every_value(tmp_path, rng):
+    """What build() does to an original kernel that BatchNorm folding replaced: its file pages
+    leave memory, and its values (even ones written since loading) stay exactly as they were."""
+    import platform
+
+    from netdef.weights.safetensors import release_pages
+
+    values = rng.standard_normal(1 << 20).astype(np.float32)
+    save({"w": values}, tmp_path / "w.safetensors")
+    w = load(tmp_path / "w.safetensors")["w"]
+    w[5] = 42.0  # a page the program wrote: private memory, which must survive
+    expected = values.copy()
+    expected[5] = 42.0
+    assert float(w.astype(np.float64).sum()) == float(expected.astype(np.float64).sum())  # every page resident
+    release_pages(w)
+    kernel = tuple(int(x) for x in re.findall(r"\d+", platform.release())[:2])
+    if sys.platform.startswith("linux") and kernel >= (5, 4) and os.access("/proc/self/pagemap", os.R_OK):
+        resident, total = _resident_pages(w)
+        assert resident <= 3 and total > 1000, (resident, total)  # the written page and the edges may stay
+    np.testing.assert_array_equal(w, expected)
+    release_pages(np.ones(10))  # not a mapped file: nothing to do
 
 
 # ---- torch files and in-memory state_dicts ---------------------------------------------------

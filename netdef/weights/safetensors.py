@@ -14,6 +14,8 @@ import math
 import mmap
 import os
 import reprlib
+import sys
+import weakref
 from typing import Any, BinaryIO, Mapping
 
 import ml_dtypes
@@ -40,6 +42,9 @@ _CODES = {dtype: code for code, dtype in DTYPES.items()}
 _MAX_HEADER = 100 << 20  # the reference implementation's limit
 _MAX_DIMS = 64  # numpy's limit on an array's rank
 _MAX_DIM = 2**63 - 1  # numpy's limit on one dimension
+_MAPS: "weakref.WeakSet[mmap.mmap]" = weakref.WeakSet()  # the mappings read() made, for release_pages
+# Linux's MADV_PAGEOUT (5.4+): reclaim now; clean file pages are dropped, never changed
+_PAGEOUT = getattr(mmap, "MADV_PAGEOUT", 21 if sys.platform.startswith("linux") else None)
 _BRIEF = reprlib.Repr()  # a value quoted in an error: bounded however large or deep it is
 _BRIEF.maxstring = _BRIEF.maxother = 60
 _BRIEF.maxlist = _BRIEF.maxdict = 8
@@ -63,6 +68,8 @@ def read(path: str) -> dict[str, np.ndarray]:
         entries = _parse_header(path, f.read(n), size - 8 - n)
         # ACCESS_COPY: arrays are writable like torch's, and a write never reaches the file
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size > 8 + n else None
+    if mm is not None:
+        _MAPS.add(mm)
     out = {}
     for key, (dtype, shape, begin, end) in entries.items():
         if end == begin:
@@ -70,6 +77,31 @@ def read(path: str) -> dict[str, np.ndarray]:
         else:
             out[key] = np.frombuffer(mm, dtype, (end - begin) // dtype.itemsize, 8 + n + begin).reshape(shape)
     return out
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Let the OS drop the resident pages of `array`, a view of a file this module mapped.
+
+    Values never change: an untouched (clean) page is read from the file again if needed, and
+    a page someone wrote to is private memory the kernel keeps. So a build that no longer needs
+    an original weight (BatchNorm folding made a rescaled copy) does not hold both in RSS.
+    Anything else (not a mapped view, an old kernel) is left alone."""
+    owner = array
+    while isinstance(owner, np.ndarray) and owner.base is not None:
+        owner = owner.base
+    mm = owner.obj if isinstance(owner, memoryview) else owner
+    if _PAGEOUT is None or not isinstance(mm, mmap.mmap) or mm not in _MAPS or mm.closed:
+        return
+    import ctypes
+
+    start = array.ctypes.data - ctypes.addressof(ctypes.c_char.from_buffer(mm))
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the array only
+    last = (start + array.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+    if 0 <= first < last <= len(mm):
+        try:
+            mm.madvise(_PAGEOUT, first, last - first)
+        except OSError:  # a kernel without MADV_PAGEOUT: the pages simply stay
+            pass
 
 
 def _parse_header(path: str, raw: bytes, data_len: int) -> dict[str, tuple[np.dtype, tuple, int, int]]:
