@@ -71,7 +71,8 @@ def fold_batchnorm(net: Network) -> int:
                 kernel[o] = (kernel[o].astype(np.float32) * s[o]).astype(kernel.dtype)
         else:  # the model's array (or one shared by several layers): never modify it
             original = kernel
-            kernel = net.keep_as((kernel.reshape(c, -1) * s[:, None]).reshape(kernel.shape).astype(kernel.dtype, copy=False))
+            scaled = (kernel.reshape(c, -1) * s[:, None]).reshape(kernel.shape)
+            kernel = net.keep_as(scaled.astype(kernel.dtype, copy=False))  # float32 stays one copy
             conv.kernel = net.as_weights(kernel)
             net.release(original)  # this layer no longer reads it
         new_bias = net.keep_as((b * s + sh).astype(kernel.dtype))

@@ -292,7 +292,7 @@ class Network:
         key = _memory_key(array, target)
         if key is not None and key in self._shared:
             source, kept, view = self._shared[key]
-            if source() is not None and (view or _same_bits(np.require(array.astype(target), requirements="C"), kept)):
+            if source() is not None and (view or _same_bits(array.astype(target), kept)):
                 self._uses[id(kept)] += 1
                 return kept
         if array.dtype != target:
@@ -406,6 +406,7 @@ def _memory_key(array: np.ndarray, target: np.dtype) -> tuple | None:
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    a = np.require(a, requirements="C")
     return a.shape == b.shape and np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8))
 
 

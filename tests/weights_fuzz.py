@@ -736,7 +736,8 @@ def _difference(got: dict, want: dict) -> str:
     for key in got:
         a, b = np.asarray(got[key]), np.asarray(want[key])
         if a.dtype != b.dtype or a.shape != b.shape or a.tobytes() != b.tobytes():
-            return f"{key!r}: {a.dtype}{a.shape} {a.reshape(-1)[:4]} vs the reference's {b.dtype}{b.shape} {b.reshape(-1)[:4]}"
+            return (f"{key!r}: {a.dtype}{a.shape} {a.reshape(-1)[:4]} vs the reference's "
+                    f"{b.dtype}{b.shape} {b.reshape(-1)[:4]}")
     return "?"
 
 

@@ -72,8 +72,9 @@ def _error(path: str, exc: Exception) -> WeightsError:
     if _REFUSED in text:  # torch's weights-only unpickler refused something
         found = _GLOBAL.search(text)
         reason = _REASON.search(text)
-        what = (f"a pickled {found.group(1)}" if found else
-                f"pickle instructions weights-only loading refuses ({_first_line(reason.group(1)) if reason else 'unknown'})")
+        refused = _first_line(reason.group(1)) if reason else "unknown"
+        what = (f"a pickled {found.group(1)}" if found
+                else f"pickle instructions weights-only loading refuses ({refused})")
         return WeightsError(
             f"{path} contains code or objects that are not tensors ({what}) and will not be loaded: "
             "netdef reads torch files with weights_only=True and never runs pickled code. If the file "
