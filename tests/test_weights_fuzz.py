@@ -18,7 +18,7 @@ import pytest
 import torch
 import weights_fuzz as fuzz
 
-CI_CASES, CI_SEED = 400, 20261129
+CI_CASES, CI_SEED = 1000, 20261129
 
 
 def test_fuzzed_weights_fail_cleanly_or_load_exactly():

@@ -16,7 +16,7 @@ differ ("silently wrong"), a hang, a crash or a memory blow-up. Cases run in a c
 with a memory limit and a per-case alarm; the parent notices a crash or a hang.
 
     python tests/weights_fuzz.py --seconds 300            # by hand: a long run, random seed
-    python tests/weights_fuzz.py --cases 400 --seed 1     # what CI runs (tests/test_weights_fuzz.py)
+    python tests/weights_fuzz.py --cases 1000 --seed 20261129  # what CI runs (test_weights_fuzz.py)
     python tests/weights_fuzz.py --seed 1 --replay 17 --out /tmp/case   # keep case 17's file
 
 The environment variable NETDEF_FUZZ_SECONDS makes the test run that long instead.
@@ -211,6 +211,11 @@ def ref_pt(data: bytes) -> dict[str, np.ndarray]:
         return np.array(view)
 
     class Unpickler(pickle._Unpickler):  # the pure-Python unpickler: no C-level surprises
+        dispatch = dict(pickle._Unpickler.dispatch)
+        # PROTO only announces a version and changes no value; torch accepts any number (with a
+        # warning), Python's unpickler refuses numbers above its own highest protocol
+        dispatch[pickle.PROTO[0]] = lambda self: self.read(1)
+
         def find_class(self, module: str, name: str) -> Any:
             if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
                 return rebuild
@@ -222,10 +227,17 @@ def ref_pt(data: bytes) -> dict[str, np.ndarray]:
 
         def persistent_load(self, pid: Any) -> Any:
             if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                    and isinstance(pid[1], tuple) and pid[1][:1] == ("storage-class",)
                     and isinstance(pid[2], str) and type(pid[4]) is int):
                 raise Invalid("persistent id")
-            key, dtype = pid[2], np.dtype(dtypes[pid[1][1]])
+            # the storage type stands for its dtype: torch reads `.dtype` of whatever object is
+            # there, so a tensor in that place (a damaged memo reference) gives the tensor's dtype
+            if isinstance(pid[1], tuple) and pid[1][:1] == ("storage-class",):
+                dtype = np.dtype(dtypes[pid[1][1]])
+            elif isinstance(pid[1], np.ndarray) and pid[1].dtype in [np.dtype(d) for d in dtypes.values()]:
+                dtype = pid[1].dtype
+            else:
+                raise Invalid("persistent id")
+            key = pid[2]
             if key not in storages:
                 raw = records.get(f"{prefix}/data/{key}")
                 if raw is None or len(raw) != pid[4] * dtype.itemsize:
