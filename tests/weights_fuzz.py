@@ -19,7 +19,8 @@ with a memory limit and a per-case alarm; the parent notices a crash or a hang.
     python tests/weights_fuzz.py --cases 1000 --seed 20261129  # what CI runs (test_weights_fuzz.py)
     python tests/weights_fuzz.py --seed 1 --replay 17 --out /tmp/case   # keep case 17's file
 
-The environment variable NETDEF_FUZZ_SECONDS makes the test run that long instead.
+NETDEF_FUZZ_SECONDS makes the pytest test run that long instead (with a random seed it prints, or
+NETDEF_FUZZ_SEED).
 """
 from __future__ import annotations
 
