@@ -165,6 +165,9 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
     if serialized is None or errors:
         raise BuildError(f"TensorRT could not build network {net.name!r} ({backend.name()} "
                          f"{backend.version()}):\n  " + "\n  ".join(errors or ["no engine was returned"]))
+    # one copy out of TensorRT's buffer, which is freed before Plan (a bytes subclass) copies it
+    # again: Plan(serialized) would hold three copies of the engine at once
+    data, serialized = bytes(serialized), None
     if cache is not None:
         with atomic_file(timing_cache) as f:
             f.write(memoryview(config.get_timing_cache().serialize()))
@@ -191,7 +194,7 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
                                             for i in range(config.num_compute_capabilities)]
     elif (gpu := _building_gpu()) is not None:
         meta["gpu"] = gpu  # classic plans run only on the building GPU's architecture
-    return Plan(serialized, meta)
+    return Plan(data, meta)
 
 
 def _building_gpu() -> dict | None:

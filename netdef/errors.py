@@ -19,6 +19,21 @@ class WeightsError(NetdefError, ValueError):
     """A weights file or state_dict is malformed or does not fit the model."""
 
 
+class StateDictError(WeightsError):
+    """A state_dict does not fit a module; the message summarizes, the attributes list everything.
+
+    missing_keys / unexpected_keys: every key, in order; mismatched: key -> why it does not fit.
+    """
+
+    def __init__(self, message: str, missing_keys: list[str] = (), unexpected_keys: list[str] = (),
+                 mismatched: dict[str, str] | None = None, source: str | None = None) -> None:
+        super().__init__(message)
+        self.missing_keys = list(missing_keys)
+        self.unexpected_keys = list(unexpected_keys)
+        self.mismatched = dict(mismatched or {})
+        self.source = source
+
+
 class TraceError(NetdefError):
     """An op could not be added to the network; names the module path and user line."""
 
@@ -42,6 +57,16 @@ class EngineError(NetdefError):
 class MissingDependency(NetdefError, ImportError):
     """An optional package (torch, torchvision, scikit-learn, ...) is not installed; says what to
     install (netdef.optional.require). An ImportError too, so `except ImportError` still works."""
+
+
+def shown(name: object, limit: int = 80) -> str:
+    """repr of a key or name for a message, cut to about `limit` characters: a file can hold a
+    1 MB key, and an error message must stay one readable line."""
+    text = repr(name)
+    if len(text) <= limit:
+        return text
+    size = f"{len(name):,} characters" if isinstance(name, str) else f"{len(text):,} characters as text"
+    return f"{text[:limit - 24]}... ({size})"
 
 
 def user_frame() -> str:

@@ -69,9 +69,12 @@ def fold_batchnorm(net: Network) -> int:
         if net.owns(kernel):  # our own cast copy: rescale it in place, channel by channel
             for o in range(c):
                 kernel[o] = (kernel[o].astype(np.float32) * s[o]).astype(kernel.dtype)
-        else:  # the model's array: never modify it
-            kernel = net.keep_as((kernel.reshape(c, -1) * s[:, None]).reshape(kernel.shape).astype(kernel.dtype))
+        else:  # the model's array (or one shared by several layers): never modify it
+            original = kernel
+            scaled = (kernel.reshape(c, -1) * s[:, None]).reshape(kernel.shape)
+            kernel = net.keep_as(scaled.astype(kernel.dtype, copy=False))  # float32 stays one copy
             conv.kernel = net.as_weights(kernel)
+            net.release(original)  # this layer no longer reads it
         new_bias = net.keep_as((b * s + sh).astype(kernel.dtype))
         conv.bias = net.as_weights(new_bias)
         net.conv_arrays[index] = (kernel, new_bias)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -175,6 +176,11 @@ class Network:
         self.revision = 0  # bumped by in-place edits (netdef.fold), so cached reference programs recompile
         self._keepalive: list[Any] = []
         self._owned: set[int] = set()
+        # one kept array per (source memory, dtype), so a weight used N times is stored once:
+        # key -> (weakref to the source's memory owner, kept array); id(kept) -> uses
+        self._shared: dict[tuple, tuple[Any, np.ndarray, bool]] = {}
+        self._uses: dict[int, int] = {}
+        self._constants: dict[tuple, Any] = {}  # (id(kept), shape) -> the constant layer's ITensor
         # convolution layer index -> (kernel, bias or None) arrays as given to TensorRT,
         # so build-time BatchNorm folding reads them without copying them back out
         self.conv_arrays: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
@@ -332,21 +338,63 @@ class Network:
     # ---- weights ----------------------------------------------------------
     def keep(self, array: np.ndarray) -> np.ndarray:
         """Keep `array` alive until the build ends (TensorRT holds only its pointer)."""
-        array = np.require(array, requirements="C")  # keeps 0-d arrays 0-d
-        self._keepalive.append(array)
-        return array
+        return self.keep_as(array)
 
     def keep_as(self, array: np.ndarray, dtype: Any = None) -> np.ndarray:
-        """`array` cast to `dtype` (a copy the network owns) and kept alive until the build ends."""
-        if dtype is not None and np.dtype(array.dtype) != dtypes.to_numpy(dtype):
-            array = self.keep(np.asarray(array).astype(dtypes.to_numpy(dtype)))
-            self._owned.add(id(array))
-            return array
-        return self.keep(array)
+        """`array` as `dtype` (cast into a copy the network owns), kept alive until the build ends.
+
+        The same memory read as the same dtype is kept once (a Parameter used N times, or tied
+        weights, is stored, counted and digested once): later calls return the first call's
+        array. A cast is reused only while its source is alive and still holds the same values.
+        """
+        array = np.asarray(array)
+        target = np.dtype(array.dtype if dtype is None else dtypes.to_numpy(dtype))
+        key = _memory_key(array, target)
+        if key is not None and key in self._shared:
+            source, kept, view = self._shared[key]
+            if source() is not None and (view or _same_bits(array.astype(target), kept)):
+                self._uses[id(kept)] += 1
+                return kept
+        if array.dtype != target:
+            kept = np.require(array.astype(target), requirements="C")
+            self._owned.add(id(kept))
+        else:
+            kept = np.require(array, requirements="C")  # keeps 0-d arrays 0-d
+        self._keepalive.append(kept)
+        self._uses[id(kept)] = self._uses.get(id(kept), 0) + 1
+        if key is not None:
+            try:  # a view of the source needs no check on reuse; a copy is compared first
+                self._shared[key] = (weakref.ref(_memory_owner(array)), kept, kept is array)
+            except TypeError:  # an owner without weak references (bytes): not shared
+                pass
+        return kept
+
+    def release(self, array: np.ndarray) -> None:
+        """One use of a kept array is over (e.g. folding replaced a kernel): after the last one the
+        network stops holding it, and pages it maps from a safetensors file may leave memory."""
+        uses = self._uses.get(id(array), 0) - 1
+        if uses > 0:
+            self._uses[id(array)] = uses
+            return
+        self._uses.pop(id(array), None)
+        self._keepalive = [a for a in self._keepalive if a is not array]
+        self._shared = {k: v for k, v in self._shared.items() if v[1] is not array}
+        self._constants = {k: v for k, v in self._constants.items() if k[0] != id(array)}
+        self._owned.discard(id(array))
+        from netdef.weights.safetensors import release_pages
+
+        release_pages(array)
 
     def owns(self, array: np.ndarray) -> bool:
-        """True for arrays the network made itself (casts), which it may rewrite in place."""
-        return id(array) in self._owned
+        """True for arrays the network made itself (casts) and uses once, which it may rewrite in place."""
+        return id(array) in self._owned and self._uses.get(id(array)) == 1
+
+    def shared_constant(self, kept: np.ndarray, shape: tuple, make: Any) -> Any:
+        """The constant layer output holding `kept` as `shape`: made once by `make()`, then reused."""
+        key = (id(kept), tuple(shape))
+        if key not in self._constants:
+            self._constants[key] = make()
+        return self._constants[key]
 
     @staticmethod
     def as_weights(array: np.ndarray):
@@ -402,6 +450,25 @@ class Network:
     def __repr__(self) -> str:
         return (f"Network({self.name!r}, dtype={self.dtype}, layers={self.network.num_layers}, "
                 f"inputs={[i.name for i in self.inputs]}, outputs={self.outputs})")
+
+
+def _memory_owner(array: np.ndarray) -> Any:
+    """The object that owns `array`'s memory (an ndarray, mmap, memoryview, ...)."""
+    while isinstance(array, np.ndarray) and array.base is not None:
+        array = array.base
+    return array
+
+
+def _memory_key(array: np.ndarray, target: np.dtype) -> tuple | None:
+    """What makes two arrays the same weight: the same memory, layout and dtype, read as `target`."""
+    if array.size == 0:
+        return None
+    return (array.__array_interface__["data"][0], array.shape, array.strides, array.dtype, target)
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    a = np.require(a, requirements="C")
+    return a.shape == b.shape and np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8))
 
 
 def current() -> Network:

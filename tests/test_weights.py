@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
+import zipfile
 
 import ml_dtypes
 import numpy as np
@@ -172,6 +174,26 @@ def test_wts_long_line_spans_decode_chunks(tmp_path, rng, variant):
     np.testing.assert_array_equal(load(tmp_path / "long.wts")["w"], values)
 
 
+def test_wts_keys_and_counts_across_read_blocks(tmp_path, rng):
+    """The reader streams 1 MiB blocks: keys, counts and values straddling a block edge, in
+    every writer's layout and in a messy one (tabs, runs of blanks, CRLF)."""
+    sd = {f"m{i}." + "k" * int(rng.integers(1, 300)): rng.standard_normal(int(rng.integers(0, 200))).astype(np.float32)
+          for i in range(2500)}
+    for variant in VARIANTS:
+        gen_wts({k: torch.from_numpy(v) for k, v in sd.items()}, tmp_path / "b.wts", variant)
+        text = (tmp_path / "b.wts").read_bytes()
+        assert len(text) > 2 << 20
+        if variant == "single":  # the messy layout: every separator a random run of blanks
+            parts = text.split(b" ")
+            seps = rng.choice([b" ", b"\t", b"  ", b" \t ", b"\x0b"], len(parts) - 1)
+            text = b"".join(p + s for p, s in zip(parts, list(seps) + [b""])).replace(b"\n", b"\r\n")
+            (tmp_path / "b.wts").write_bytes(text)
+        loaded = load(tmp_path / "b.wts")
+        assert list(loaded) == list(sd)
+        for key, value in sd.items():
+            np.testing.assert_array_equal(loaded[key].view(np.uint32), value.view(np.uint32), err_msg=key)
+
+
 @pytest.mark.parametrize("text, where, what", [
     ("5\na 1 3f800000\nb 1 3f800000\nc 1 3f800000\nd 1 3f800000\n", None,
      "says 5 tensors, but the file has 4"),
@@ -190,6 +212,11 @@ def test_wts_long_line_spans_decode_chunks(tmp_path, rng, variant):
     ("", None, "the file is empty"),
     ("\n \r\n", None, "the file is empty"),
     ("w 1 3f800000\n", "line 1", "expected the tensor count, got 'w 1 3f800000'"),
+    # found by fuzzing: int() refuses 4,300+ digits (a ValueError naming no file)
+    ("9" * 5000 + "\nw 1 3f800000\n", "line 1", "the tensor count has 5,000 digits"),
+    ("1\nw " + "1" * 4400 + " 3f800000\n", "line 2 ('w')", "the value count has 4,400 digits"),
+    ("1\nw 99999999999 3f800000\n", "line 2 ('w')", "declares 99999999999 values but has 1"),
+    ("2\nw 1 3f800000\n", None, "the header says 2 tensors, but the file has 1"),
 ])
 def test_wts_bad_input_names_file_and_key(tmp_path, text, where, what):
     path = tmp_path / "bad.wts"
@@ -198,6 +225,12 @@ def test_wts_bad_input_names_file_and_key(tmp_path, text, where, what):
     assert str(path) in message and what in message
     if where:
         assert where in message
+
+
+def test_wts_key_that_is_not_utf8(tmp_path):
+    (tmp_path / "k.wts").write_bytes(b"1\nconv\xff.weight 1 3f800000\n")  # never read as 'conv\ufffd.weight'
+    message = error(tmp_path / "k.wts")
+    assert str(tmp_path / "k.wts") in message and "line 2: the key" in message and "is not UTF-8 text" in message
 
 
 @pytest.mark.parametrize("where", ["inside a value", "after a space", "at a line end"])
@@ -299,6 +332,74 @@ def test_missing_and_unexpected_keys_from_file(torch_net, tmp_path):
     assert "unexpected keys (1): fc.extra" in message
     result = NetdefNet().load_state_dict(load(tmp_path / "net.wts"), strict=False)
     assert result.missing_keys == ["features.1.running_var"] and result.unexpected_keys == ["fc.extra"]
+
+
+@pytest.mark.parametrize("word, what", [
+    ("7f7fffff", "1 value(s) such as 3.40282e+38, outside the range of the model's int64"),
+    ("5f000000", "1 value(s) such as 9.22337e+18, outside the range of the model's int64"),  # exactly 2**63
+    ("3fc00000", "not whole numbers"),
+    ("7fc00000", "not whole numbers (or NaN/inf)"),
+])
+def test_wts_integer_buffer_must_be_whole_and_in_range(torch_net, tmp_path, word, what):
+    """An int64 buffer written as float32 once loaded 7f7fffff as -2**63 with only a numpy warning."""
+    save(torch_net.state_dict(), tmp_path / "net.wts")
+    text = (tmp_path / "net.wts").read_text().splitlines()
+    i = next(i for i, line in enumerate(text) if line.startswith("features.1.num_batches_tracked "))
+    text[i] = f"features.1.num_batches_tracked 1 {word}"
+    (tmp_path / "net.wts").write_text("\n".join(text) + "\n")
+    with pytest.raises(netdef.WeightsError) as info:
+        NetdefNet().load_state_dict(load(tmp_path / "net.wts"))
+    message = str(info.value)
+    assert str(tmp_path / "net.wts") in message and "features.1.num_batches_tracked: holds" in message
+    assert what in message
+
+
+def test_largest_exact_integer_buffer_loads(torch_net, tmp_path):
+    sd = torch_net.state_dict()
+    sd["features.1.num_batches_tracked"] = torch.tensor(2**62)  # float32-exact, in range
+    save(sd, tmp_path / "net.wts")
+    model = NetdefNet()
+    model.load_state_dict(load(tmp_path / "net.wts"))
+    assert model.state_dict()["features.1.num_batches_tracked"] == 2**62
+
+
+def test_a_different_model_is_summarized_not_listed(tmp_path):
+    """ResNet-18 weights into ResNet-50: 198 missing keys were one 5,000-character line."""
+    import torchvision
+    from netdef.models.resnet import resnet50
+
+    from netdef.errors import StateDictError
+
+    save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.safetensors")
+    with pytest.raises(StateDictError) as info:
+        resnet50().load_state_dict(load(tmp_path / "r18.safetensors"))
+    exc, message = info.value, str(info.value)
+    assert str(tmp_path / "r18.safetensors") in message and "it looks like a different model" in message
+    assert "same architecture and variant" in message
+    assert "missing keys (198): layer1.* (36), layer2.* (48), layer3.* (84), layer4.* (30); first: " in message
+    assert "mismatched entries (24):" in message and "... and 14 more" in message
+    assert max(len(line) for line in message.splitlines()) < 400 and len(message) < 2500
+    assert len(exc.missing_keys) == 198 and len(exc.mismatched) == 24 and exc.unexpected_keys == []
+    assert exc.missing_keys == [k for k in resnet50().state_dict() if k in exc.missing_keys]  # model order
+    assert "layer4.2.bn3.running_var" in exc.missing_keys
+
+
+@pytest.mark.parametrize("where", ["file", "model"])
+def test_a_prefix_that_explains_every_key_is_named(torch_net, where):
+    from netdef.errors import StateDictError
+
+    sd = torch_net.state_dict()
+    if where == "file":  # e.g. DataParallel's module.
+        sd, model, hint = {"module." + k: v for k, v in sd.items()}, NetdefNet(), "start with 'module.'"
+        fix = "k.removeprefix('module.')"
+    else:  # the model wraps the network the weights were saved from
+        model, hint, fix = nn.Sequential(), "The model's keys start with 'net.'", "model.net.load_state_dict"
+        model.add_module("net", NetdefNet())
+    with pytest.raises(StateDictError) as info:
+        model.load_state_dict(load(sd))
+    message = str(info.value)
+    assert "it looks like a different model" in message and hint in message and fix in message
+    assert info.value.missing_keys and info.value.unexpected_keys
 
 
 # ---- safetensors ------------------------------------------------------------------------
@@ -410,6 +511,19 @@ def _st_header(**over) -> dict:
      "key 'layer.weight': expected an object with exactly dtype, shape and data_offsets"),
     (lambda p: write_safetensors(p, b'{"a":{"dtype":"U8","shape":[],"dtype":"U8"}}'),
      "lists key 'dtype' twice"),
+    # found by fuzzing: each escaped as RecursionError, ValueError or TypeError naming no file
+    (lambda p: write_safetensors(p, b"[" * 100_000 + b"]" * 100_000), "nests JSON too deeply"),
+    (lambda p: write_safetensors(p, b'{"a": {"dtype": "F32", "shape": [' + b"9" * 5000 + b'], "data_offsets": [0, 0]}}'),
+     "header is not valid JSON"),
+    (lambda p: write_safetensors(p, _st_header(dtype=["F32"]), bytes(16)), "key 'layer.weight': dtype ['F32'] is not a string"),
+    (lambda p: write_safetensors(p, _st_header(dtype={"F32": 1}), bytes(16)), "key 'layer.weight': dtype {'F32': 1} is not"),
+    (lambda p: write_safetensors(p, {**_st_header(), "z": {"dtype": "F32", "shape": [0, 2**64], "data_offsets": [16, 16]}},
+                                 bytes(16)), "key 'z': shape [0, 18446744073709551616] has more than 64 dimensions or"),
+    (lambda p: write_safetensors(p, {**_st_header(), "z": {"dtype": "F32", "shape": [0] * 65, "data_offsets": [16, 16]}},
+                                 bytes(16)), "key 'z': shape [0, 0, 0, 0, 0, 0, 0, 0, ...] has more than 64 dimensions"),
+    (lambda p: write_safetensors(p, {**_st_header(), "z": {"dtype": "F32", "shape": [0, 2**62, 2**62],
+                                                           "data_offsets": [16, 16]}}, bytes(16)),
+     "key 'z': shape [0, 4611686018427387904, 4611686018427387904] is too large for an array"),
 ])
 def test_safetensors_bad_input_names_file_and_key(tmp_path, make, what):
     path = tmp_path / "bad.safetensors"
@@ -418,12 +532,60 @@ def test_safetensors_bad_input_names_file_and_key(tmp_path, make, what):
     assert str(path) in message and what in message
 
 
+@pytest.mark.parametrize("fmt", [".wts", ".safetensors"])
+def test_a_huge_key_gives_a_short_message(tmp_path, fmt):
+    key = "k" * (1 << 20)
+    path = tmp_path / f"big{fmt}"
+    if fmt == ".wts":
+        path.write_bytes(b"1\n" + key.encode() + b" 2 3f800000\n")  # one value short
+    else:
+        write_safetensors(path, {key: {"dtype": "F32", "shape": [8], "data_offsets": [0, 16]}}, bytes(16))
+    message = error(path)
+    assert str(path) in message and "kkkkkkkk" in message and "1,048,576 characters" in message
+    assert len(message) < 400 + len(str(path))
+
+
 def test_safetensors_truncated_real_file_is_reported(torch_net, tmp_path):
     safetensors.torch.save_file(torch_net.state_dict(), tmp_path / "full.safetensors")
     data = (tmp_path / "full.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(data[:-100])
     message = error(tmp_path / "cut.safetensors")
     assert str(tmp_path / "cut.safetensors") in message and "truncated" in message
+
+
+def _resident_pages(array: np.ndarray) -> tuple[int, int]:
+    """(resident, total) pages under `array`, from /proc/self/pagemap's present bit."""
+    import mmap
+
+    first = array.ctypes.data // mmap.PAGESIZE
+    last = (array.ctypes.data + array.nbytes - 1) // mmap.PAGESIZE + 1
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(first * 8)
+        entries = np.frombuffer(f.read((last - first) * 8), "<u8")
+    return int(np.count_nonzero(entries >> np.uint64(63))), last - first
+
+
+def test_release_pages_drops_mapped_pages_and_keeps_every_value(tmp_path, rng):
+    """What build() does to an original kernel that BatchNorm folding replaced: its file pages
+    leave memory, and its values (even ones written since loading) stay exactly as they were."""
+    import platform
+
+    from netdef.weights.safetensors import release_pages
+
+    values = rng.standard_normal(1 << 20).astype(np.float32)
+    save({"w": values}, tmp_path / "w.safetensors")
+    w = load(tmp_path / "w.safetensors")["w"]
+    w[5] = 42.0  # a page the program wrote: private memory, which must survive
+    expected = values.copy()
+    expected[5] = 42.0
+    assert float(w.astype(np.float64).sum()) == float(expected.astype(np.float64).sum())  # every page resident
+    release_pages(w)
+    kernel = tuple(int(x) for x in re.findall(r"\d+", platform.release())[:2])
+    if sys.platform.startswith("linux") and kernel >= (5, 4) and os.access("/proc/self/pagemap", os.R_OK):
+        resident, total = _resident_pages(w)
+        assert resident <= 3 and total > 1000, (resident, total)  # the written page and the edges may stay
+    np.testing.assert_array_equal(w, expected)
+    release_pages(np.ones(10))  # not a mapped file: nothing to do
 
 
 # ---- torch files and in-memory state_dicts ---------------------------------------------------
@@ -455,6 +617,51 @@ def test_pickled_module_asks_for_state_dict(torch_net, tmp_path):
     message = error(tmp_path / "module.pt")
     assert str(tmp_path / "module.pt") in message and "model.state_dict()" in message
     assert "TorchNet" in message
+
+
+class _Payload:
+    """A pickle that would create a file when unpickled: the test checks it never runs."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+@pytest.mark.parametrize("how", ["zip", "legacy pickle"])
+def test_malicious_pickle_is_refused_in_netdefs_words(tmp_path, how):
+    marker = str(tmp_path / "pwned")
+    obj = {"w": torch.ones(2), "x": _Payload(marker)}
+    torch.save(obj, tmp_path / "evil.pt", _use_new_zipfile_serialization=how == "zip")
+    message = error(tmp_path / "evil.pt")
+    assert not os.path.exists(marker)  # nothing ran
+    assert str(tmp_path / "evil.pt") in message
+    assert "contains code or objects that are not tensors" in message and "will not be loaded" in message
+    assert "posix.mkdir" in message or "operand" in message
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+
+
+def test_pt_with_a_damaged_record_is_refused(torch_net, tmp_path):
+    """torch's zip reader ignores CRC-32s: one flipped byte in a storage loaded changed values."""
+    torch.save(torch_net.state_dict(), tmp_path / "net.pt")
+    data = bytearray((tmp_path / "net.pt").read_bytes())
+    with zipfile.ZipFile(tmp_path / "net.pt") as z:
+        info = next(i for i in z.infolist() if i.filename.endswith("/data/0"))
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    data[info.header_offset + 30 + name_len + extra_len + 2] ^= 0x40  # inside the record's bytes
+    (tmp_path / "bad.pt").write_bytes(data)
+    message = error(tmp_path / "bad.pt")
+    assert str(tmp_path / "bad.pt") in message and "data/0" in message and "fails its CRC-32 check" in message
+
+
+def test_a_fifo_is_named_for_what_it_is(tmp_path):
+    os.mkfifo(tmp_path / "pipe.wts")  # opening it to read would block forever
+    message = error(tmp_path / "pipe.wts")
+    assert str(tmp_path / "pipe.wts") in message and "is a named pipe (FIFO), not a regular file" in message
+    assert "not found" not in message
+    (tmp_path / "dir.safetensors").mkdir()
+    assert "is a directory, not a regular file" in error(tmp_path / "dir.safetensors")
 
 
 @pytest.mark.parametrize("obj, what", [
@@ -564,5 +771,5 @@ def test_to_torch_for_the_torch_original(tmp_path):
         assert torch.equal(converted[k], v)
     bf = {"0.weight": np.asarray(like["0.weight"].numpy(), ml_dtypes.bfloat16)}
     assert torch.equal(netdef.weights.to_torch(bf, like={})["0.weight"], like["0.weight"].to(torch.bfloat16))
-    with pytest.raises(netdef.WeightsError, match=r"0.weight has shape \(5,\) but the torch model's is \(4, 3, 3, 3\)"):
+    with pytest.raises(netdef.WeightsError, match=r"'0.weight' has shape \(5,\) but the torch model's is \(4, 3, 3, 3\)"):
         netdef.weights.to_torch({"0.weight": np.ones(5, np.float32)}, like=like)

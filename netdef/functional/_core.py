@@ -26,16 +26,20 @@ def outs(layer: Any, op: str) -> list[Tensor]:
 
 
 def constant(value: Any, dtype: Any = None, op: str = "constant") -> Tensor:
-    """A constant layer holding `value` (numpy array, Parameter, or Python number)."""
+    """A constant layer holding `value` (numpy array, Parameter, or Python number).
+
+    A weight used again (the same Parameter in the same dtype and shape) reuses the first
+    constant layer, so the engine holds it once."""
     net = network.current()
     arr = to_numpy(value)
     if dtype is None and arr.dtype == np.float64:
         dtype = net.dtype
     if dtype is None and arr.dtype == np.int64 and not isinstance(value, np.ndarray):
         dtype = "int32"
-    weights = net.weights(arr, dtype)
-    layer = net.network.add_constant(tuple(arr.shape), weights)
-    return out(layer, op)
+    kept = net.keep_as(arr, dtype)
+    itensor = net.shared_constant(
+        kept, arr.shape, lambda: out(net.network.add_constant(tuple(arr.shape), net.as_weights(kept)), op).trt)
+    return Tensor(itensor)
 
 
 def to_tensor(value: Any, like: Tensor | None = None, dtype: Any = None) -> Tensor:

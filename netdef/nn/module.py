@@ -13,7 +13,7 @@ import numpy as np
 
 from netdef import dtypes, network
 from netdef.arrays import to_numpy
-from netdef.errors import NetdefError, WeightsError
+from netdef.errors import NetdefError, StateDictError, shown
 from netdef.nn.init import Lazy
 
 
@@ -75,11 +75,113 @@ def _fit(value: Any, target: Any, flat_source: bool) -> np.ndarray:
     if src != dst:
         if dtypes.is_floating(src) and dtypes.is_floating(dst):
             arr = arr.astype(dtypes.to_numpy(dst))
-        elif flat_source and not dtypes.is_floating(dst) and np.all(np.mod(arr, 1) == 0):
-            arr = arr.astype(dtypes.to_numpy(dst))  # .wts writes integer buffers as floats
+        elif flat_source and dtypes.is_floating(src) and not dtypes.is_floating(dst):
+            arr = _whole(arr, dtypes.to_numpy(dst))  # .wts writes integer buffers as floats
         else:
             raise ValueError(f"dtype {src} does not fit the model's {dst}")
     return arr
+
+
+def _whole(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Floats that must be whole numbers in `dtype`'s range, as `dtype` (never a wrapped value)."""
+    if dtype.kind == "b":
+        lo, hi = 0.0, 2.0
+    else:
+        info = np.iinfo(dtype)
+        lo, hi = float(info.min), 2.0 ** (info.bits - (info.min < 0))  # exact in float64; hi excluded
+    wide = arr.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        whole = np.all(np.mod(wide, 1) == 0)
+    if not whole:
+        raise ValueError(f"holds values that are not whole numbers (or NaN/inf), but the model's is {dtype.name}")
+    if wide.size and not (wide.min() >= lo and wide.max() < hi):
+        raise ValueError(f"holds {_extreme(wide, lo, hi)}, outside the range of the model's {dtype.name}")
+    return wide.astype(dtype)
+
+
+def _extreme(wide: np.ndarray, lo: float, hi: float) -> str:
+    bad = wide[(wide < lo) | (wide >= hi)]
+    return f"{bad.size} value(s) such as {bad.flat[0]:.6g}"
+
+
+_LIST_ALL = 8  # key lists up to this long are printed whole; longer ones are grouped by prefix
+_GROUPS = 6
+_MISMATCHES = 10
+
+
+def _load_error(model: "Module", source: str | None, missing: list[str], unexpected: list[str],
+                problems: dict[str, str], n_model: int, n_file: int) -> StateDictError:
+    """One readable message (grouped keys, a verdict, a hint) on an error that keeps every key."""
+    head = f"cannot load state_dict{f' from {source}' if source else ''} into {type(model).__name__}"
+    fitting = n_model - len(missing) - len(problems)
+    if missing and fitting < n_model / 2:
+        extra = f", and it has {len(unexpected)} keys the model lacks" if unexpected else ""
+        head += (f": it looks like a different model (only {fitting} of the model's {n_model} keys are in "
+                 f"the state_dict with a fitting shape{extra}). " + _mismatch_hint(model, missing, unexpected))
+    lines = [head + ("" if head.endswith(".") else ":")]
+    if missing:
+        lines.append(f"  missing keys ({len(missing)}): {_key_summary(missing)}")
+    if unexpected:
+        lines.append(f"  unexpected keys ({len(unexpected)}): {_key_summary(unexpected)}")
+    if problems:
+        lines.append(f"  mismatched entries ({len(problems)}):")
+        lines.extend(f"    {_cap(k)}: {why}" for k, why in list(problems.items())[:_MISMATCHES])
+        if len(problems) > _MISMATCHES:
+            lines.append(f"    ... and {len(problems) - _MISMATCHES} more")
+    if len(missing) > _LIST_ALL or len(unexpected) > _LIST_ALL or len(problems) > _MISMATCHES:
+        lines.append("  (every key: the error's missing_keys, unexpected_keys and mismatched attributes)")
+    return StateDictError("\n".join(lines), missing, unexpected, problems, source)
+
+
+def _cap(key: str) -> str:
+    return key if len(key) <= 80 else shown(key)
+
+
+def _key_summary(keys: list[str]) -> str:
+    """All keys when few; otherwise the prefixes they share (with counts) and the first few keys."""
+    if len(keys) <= _LIST_ALL:
+        return ", ".join(_cap(k) for k in keys)
+    depth = 1
+    while True:  # the shallowest prefix depth that splits the keys into several groups
+        groups: dict[str, list[str]] = {}
+        for k in keys:
+            parts = k.split(".", depth)
+            groups.setdefault(".".join(parts[:depth]) + (".*" if len(parts) > depth else ""), []).append(k)
+        if len(groups) > 1 or not next(iter(groups)).endswith(".*"):
+            break
+        depth += 1
+    shown_groups = [f"{_cap(g)} ({len(ks)})" if len(ks) > 1 else _cap(ks[0])
+                    for g, ks in list(groups.items())[:_GROUPS]]
+    more = f", ... ({len(groups) - _GROUPS} more groups)" if len(groups) > _GROUPS else ""
+    return f"{', '.join(shown_groups)}{more}; first: {', '.join(_cap(k) for k in keys[:3])}, ..."
+
+
+def _mismatch_hint(model: "Module", missing: list[str], unexpected: list[str]) -> str:
+    """Why most keys differ, when a prefix explains it; otherwise which check to make."""
+    prefix = _shared_prefix(unexpected, missing)
+    if prefix:
+        return (f"The state_dict's keys start with {shown(prefix)} (a wrapper such as DataParallel "
+                f"or a checkpoint's model attribute): load "
+                f"{{k.removeprefix({shown(prefix)}): v for k, v in state_dict.items()}} instead.")
+    prefix = _shared_prefix(missing, unexpected)
+    if prefix:
+        return (f"The model's keys start with {shown(prefix)} but the state_dict's do not: load it into "
+                f"that submodule (model.{prefix[:-1]}.load_state_dict(...)) instead.")
+    return (f"Check that the weights were saved from the same architecture and variant as "
+            f"{type(model).__name__} (e.g. resnet50 weights for resnet50, the same number of classes).")
+
+
+def _shared_prefix(longer: list[str], shorter: list[str]) -> str | None:
+    """A prefix p such that p + k is in `longer` for most keys k of `shorter`, if there is one."""
+    want = set(shorter)
+    for key in shorter[:3]:
+        for candidate in longer:
+            if candidate.endswith("." + key):
+                p = candidate[:len(candidate) - len(key)]
+                if sum(k.startswith(p) and k[len(p):] in want for k in longer) > len(want) / 2:
+                    return p
+                break
+    return None
 
 
 class Module:
@@ -220,28 +322,18 @@ class Module:
         slots = {key: (m, kind, name) for key, m, kind, name in self._state_slots()}
         missing = [k for k in slots if k not in state_dict]
         unexpected = [k for k in state_dict if k not in slots]
-        problems, fitted = [], {}
+        problems: dict[str, str] = {}
+        fitted = {}
         for key, (m, kind, name) in slots.items():
             if key not in state_dict:
                 continue
             try:
                 fitted[key] = _fit(state_dict[key], getattr(m, kind)[name], flat)
             except (ValueError, TypeError) as exc:  # TypeError: a dtype TensorRT has no type for
-                problems.append(f"  {key}: {exc}")
-        if strict and (missing or unexpected or problems):
-            lines = [f"cannot load state_dict{f' from {source}' if source else ''} into "
-                     f"{type(self).__name__}:"]
-            if missing:
-                lines.append(f"  missing keys ({len(missing)}): " + ", ".join(missing))
-            if unexpected:
-                lines.append(f"  unexpected keys ({len(unexpected)}): " + ", ".join(unexpected))
-            if problems:
-                lines.append("  mismatched entries:")
-                lines.extend("  " + p for p in problems)
-            raise WeightsError("\n".join(lines))
-        if problems:
-            raise WeightsError(f"cannot load state_dict{f' from {source}' if source else ''}:\n"
-                               + "\n".join(problems))
+                problems[key] = str(exc)
+        if (strict and (missing or unexpected)) or problems:
+            raise _load_error(self, source, missing if strict else [], unexpected if strict else [],
+                              problems, len(slots), len(state_dict))
         for key, arr in fitted.items():
             m, kind, name = slots[key]
             if kind == "_parameters":

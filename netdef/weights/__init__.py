@@ -8,12 +8,13 @@ Only `.pt`/`.pth` need torch, and it is imported only when such a file is read.
 from __future__ import annotations
 
 import os
+import stat
 from collections import Counter
 from typing import Any, Mapping
 
 import numpy as np
 
-from netdef.errors import WeightsError
+from netdef.errors import WeightsError, shown
 from netdef.fileio import atomic_file
 from netdef.arrays import numpy_to_torch, to_numpy
 from netdef.nn.module import Parameter
@@ -67,15 +68,30 @@ def load(src: str | os.PathLike | Mapping[str, Any]) -> StateDict:
     if ext not in READ_FORMATS:
         raise WeightsError(f"{path}: unknown weights format {ext or '(no extension)'!r}; "
                            f"netdef reads {', '.join(READ_FORMATS)}")
-    if not os.path.isfile(path):
-        what = "is a directory, not a file" if os.path.isdir(path) else "not found"
-        raise WeightsError(f"weights file {path!r} {what}")
+    _check_regular(path)
     if ext == ".wts":
         return StateDict(_wts.read(path), source=path, flat=True)
     if ext == ".safetensors":
         return StateDict(_safetensors.read(path), source=path)
     state, key = _state_dict_of(_torchfile.read(path), path)
     return StateDict(_arrays(state, path), source=path, nested_key=key)
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _check_regular(path: str) -> None:
+    """A weights path must name a regular file: reading a FIFO would block, a device never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise WeightsError(f"weights file {path!r} not found") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise WeightsError(f"cannot read weights file {path!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not stat.S_ISREG(mode):
+        what = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise WeightsError(f"weights file {path!r} is {what}, not a regular file")
 
 
 def save(state_dict: Mapping[str, Any], path: str | os.PathLike, *, wts_variant: str = "double") -> str:
@@ -139,7 +155,7 @@ def to_torch(state: Mapping[str, Any], like: Mapping[str, Any]) -> dict:
         if ref is not None:
             if tuple(tensor.shape) != tuple(ref.shape):
                 if tensor.numel() != ref.numel():
-                    raise WeightsError(f"{source or 'state_dict'}: {key} has shape {tuple(tensor.shape)} but "
+                    raise WeightsError(f"{source or 'state_dict'}: {shown(key)} has shape {tuple(tensor.shape)} but "
                                        f"the torch model's is {tuple(ref.shape)}")
                 tensor = tensor.reshape(ref.shape)
             tensor = tensor.to(ref.dtype)
@@ -164,10 +180,10 @@ def _state_dict_of(obj: Any, where: str) -> tuple[Mapping[str, Any], str | None]
         return obj[nested[0]], str(nested[0])
     if nested:
         raise WeightsError(f"{where} is a checkpoint holding several state_dicts "
-                           f"({', '.join(map(repr, nested))}); pick one and load it, e.g. "
-                           f"netdef.weights.load(checkpoint[{nested[0]!r}])")
+                           f"({', '.join(map(shown, nested[:8]))}{', ...' if len(nested) > 8 else ''}); pick one "
+                           f"and load it, e.g. netdef.weights.load(checkpoint[{shown(nested[0])}])")
     bad = next(k for k, v in obj.items() if not _is_array(v))
-    raise WeightsError(f"{where} is not a state_dict: key {bad!r} holds a value of type "
+    raise WeightsError(f"{where} is not a state_dict: key {shown(bad)} holds a value of type "
                        f"{type(obj[bad]).__name__}, not a tensor, and no entry of it is a state_dict")
 
 
@@ -175,13 +191,13 @@ def _arrays(state: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
     out = {}
     for key, value in state.items():
         if not isinstance(key, str):
-            raise WeightsError(f"{where}: key {key!r} is a {type(key).__name__}, not a string")
+            raise WeightsError(f"{where}: key {shown(key)} is a {type(key).__name__}, not a string")
         try:
             arr = to_numpy(value)
         except Exception as exc:  # noqa: BLE001 - e.g. a torch dtype numpy cannot hold
-            raise WeightsError(f"{where}: key {key!r}: cannot convert {type(value).__name__} "
-                               f"to a numpy array ({exc})") from None
+            raise WeightsError(f"{where}: key {shown(key)}: cannot convert {type(value).__name__} "
+                               f"to a numpy array ({str(exc)[:200]})") from None
         if arr.dtype.kind not in "biufcV":
-            raise WeightsError(f"{where}: key {key!r} holds {arr.dtype} data, not numbers")
+            raise WeightsError(f"{where}: key {shown(key)} holds {arr.dtype} data, not numbers")
         out[key] = arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
     return out
