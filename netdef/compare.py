@@ -100,6 +100,7 @@ class Report:
     unmatched_torch: list[str] = field(default_factory=list)  # torch modules the port never matched
     ignored: list[str] = field(default_factory=list)
     uncalled: list[str] = field(default_factory=list)  # port modules whose torch twin exists but never runs
+    in_loops: list[str] = field(default_factory=list)  # modules the port calls inside a loop body
 
     @property
     def compared(self) -> int:
@@ -126,7 +127,8 @@ class Report:
                            "precision": self.precision, "backend": self.backend,
                            "compared": self.compared, "first_failure": first.label if first else None,
                            "trace_error": self.trace_error, "unmatched_torch_modules": self.unmatched_torch,
-                           "ignored": self.ignored, "uncalled_torch_modules": self.uncalled, "rows": [r.to_dict() for r in self.rows]}, indent=2)
+                           "ignored": self.ignored, "uncalled_torch_modules": self.uncalled,
+                           "modules_in_loops": self.in_loops, "rows": [r.to_dict() for r in self.rows]}, indent=2)
 
     def summary(self) -> str:
         lines = []
@@ -137,6 +139,9 @@ class Report:
         if self.uncalled:
             lines.append(f"{len(self.uncalled)} module(s) not compared because the torch original never calls "
                          f"them (it reads their weights directly): {', '.join(self.uncalled[:8])}")
+        if self.in_loops:
+            lines.append(f"{len(self.in_loops)} module(s) not compared call by call because the port calls them "
+                         f"inside a loop body (the modules holding the loops are compared): {', '.join(self.in_loops[:8])}")
         stage2 = f"; drift of {self.precision} checked" if self.drift_checked else ""
         what = f"{self.compared} outputs compared (float32 port vs torch{stage2}; {self.backend})"
         if self.trace_error:
@@ -435,13 +440,14 @@ def compare(torch_model: Any, model: Any, inputs: Any, dtype: Any = "float32", *
         pin = pin[:len(net.module_outputs[ppath])]
         for i, j in _pair_calls(tcalls, pin, values.get):
             pairs[(tpath, i)] = j
+    in_loops = {names_of.torch_path(p) for p in net.loop_module_outputs}
     seen_unmatched: set[str] = set()
     for rec in records:
         ppath = port_of.get(rec.path)
         if ppath is None:
             if not names_of.ignored(rec.path) and rec.path not in seen_unmatched:
                 seen_unmatched.add(rec.path)
-                report.unmatched_torch.append(rec.path)
+                (report.in_loops if rec.path in in_loops else report.unmatched_torch).append(rec.path)
             continue
         j = pairs.get((rec.path, rec.call))
         mapped = ppath if ppath != rec.path else ""

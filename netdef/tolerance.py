@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 
-
 @dataclass(frozen=True)
 class Float32:
     """Stage one's tolerance: |a - b| <= factor * max|a32 - a64| + atol * RMS(b) + rtol * |b|."""
@@ -44,10 +43,13 @@ class Float32:
         return f"{self.factor:g} x float32 rounding + {self.atol:g} RMS" + (f" + {self.rtol:g} |b|" if self.rtol else "")
 
 
-# stage one (float32 port vs torch): derived by benchmarks/tolerances.py, see docs/precision.md
+# stage one (float32 port vs torch), derived by benchmarks/tolerances.py on held-out models
+# (docs/precision.md, 2026-11-29): the worst error was 2.24x the port's own rounding, so 3x that,
+# rounded up; the floor is 8 float32 ulps of the RMS, for tensors the port computes exactly
 FLOAT32 = Float32(factor=10.0, atol=1e-6)
 
 # element tolerances by dtype for `assert_close`, the unit tests' check of single layers and ops
+# against torch (|a - b| <= atol * RMS + rtol * |b|); compare() never uses them
 DEFAULT: dict[str, tuple[float, float]] = {
     "float32": (1e-4, 1e-4),
     "float16": (5e-2, 2e-2),
@@ -69,14 +71,15 @@ class Budget:
         return f"SNR >= {self.min_snr_db:g} dB, max|a-b| <= {self.max_err:g} RMS"
 
 
-# stage two budgets by precision: derived by benchmarks/tolerances.py, see docs/precision.md
+# stage two budgets by precision, derived by benchmarks/tolerances.py on held-out models
+# (docs/precision.md, 2026-11-29): the worst SNR less 10 dB and 3x the worst max error, rounded
 DRIFT: dict[str, Budget] = {
-    "float32": Budget(100.0, 1e-4),  # BatchNorm folding alone: rounding of the folded kernels
-    "tf32": Budget(40.0, 5e-2),
-    "float16": Budget(30.0, 2e-1),
-    "bfloat16": Budget(15.0, 1.0),
-    "int8": Budget(10.0, 2.0),
-    "float8_e4m3fn": Budget(10.0, 2.0),
+    "float32": Budget(100.0, 5e-4),  # BatchNorm folding alone; worst 111.6 dB, 8.2e-5
+    "tf32": Budget(30.0, 1.0),  # worst 44.2 dB, 0.22
+    "float16": Budget(20.0, 2.0),  # worst 33.1 dB, 0.45
+    "bfloat16": Budget(5.0, 20.0),  # worst 19.7 dB, 4.1
+    "int8": Budget(-5.0, 50.0),  # worst 8.5 dB, 11.2 (per-tensor int8 of depthwise + SE models)
+    "float8_e4m3fn": Budget(-5.0, 100.0),  # worst 6.6 dB, 17.5
 }
 
 

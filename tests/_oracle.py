@@ -79,16 +79,20 @@ def _array(value: Any) -> np.ndarray:
 def feed(model: onnx.ModelProto, inputs: list, network: Any) -> dict:
     """Inputs by name, in the dtype the parsed network declares (DOUBLE becomes FLOAT in TensorRT)."""
     declared = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
+    # by name; a graph input the parser renamed (Loop's `cond` becomes `cond_in`) takes the network's
+    # next unclaimed input, in order
+    spare = iter([n for n in declared if n not in {i.name for i in model.graph.input}])
     out = {}
     for info, value in zip(model.graph.input, inputs):
-        if info.name not in declared:  # e.g. an input the parser folded away
+        name = info.name if info.name in declared else next(spare, None)
+        if name is None:  # e.g. an input the parser folded away
             continue
         v = _array(value)
         try:
-            want = dtypes.to_numpy(dtypes.name(declared[info.name].dtype))
+            want = dtypes.to_numpy(dtypes.name(declared[name].dtype))
         except TypeError:  # INT4/FP4: the runner names the dtype it does not support
             want = v.dtype
-        out[info.name] = v if v.dtype == want else v.astype(want)
+        out[name] = v if v.dtype == want else v.astype(want)
     return out
 
 
@@ -494,6 +498,10 @@ def check_graph(gid: str) -> frozenset:
 
 
 # ---- the configurations the shipped models emit -----------------------------------------------------
+# a second input shape for models that take other sizes, where 64x64 images are not one of them
+OTHER_SHAPES = {"crnn": (1, 1, 32, 160), "gru_classifier": (2, 7, 40)}
+
+
 def shipped_configurations() -> dict[Config, set[str]]:
     """Configuration -> models that emit it, for every model of netdef.models.MODELS traced at its
     default input shape (and at 64x64 where the model takes other sizes) in float32, float16 and
@@ -511,7 +519,9 @@ def shipped_configurations() -> dict[Config, set[str]]:
     for name, entry in MODELS.items():
         model = create(name)
         shapes = [entry.input_shape]
-        if name not in ("lenet5", "vit_b_16"):  # fixed-size inputs
+        if name in OTHER_SHAPES:
+            shapes.append(OTHER_SHAPES[name])
+        elif name not in ("lenet5", "vit_b_16"):  # fixed-size inputs
             shapes.append((1, entry.input_shape[1], 64, 64))
         for dt in FLOATS:
             for _, p in model.named_parameters():
@@ -521,7 +531,7 @@ def shipped_configurations() -> dict[Config, set[str]]:
                     found[c].add(name)
     # int8: realistic weights (random, with random BatchNorm statistics, as the model tests use)
     import torchvision
-    from _model_helpers import random_original
+    from helpers import random_original
 
     batch = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     model = create("resnet18")

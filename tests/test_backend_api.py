@@ -153,6 +153,7 @@ NOT_TENSORRT = {
     "ctypes": "numpy's ndarray.ctypes",
     "warnings": "ErrorSink.warnings",
     "update": "dict/hashlib update",
+    "strides": "numpy ndarray.strides",
 }
 
 

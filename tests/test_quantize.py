@@ -163,7 +163,7 @@ def test_quantized_cnn_compare_and_top1(cnn):
     x = torch.randn(4, 3, 16, 16, generator=gen)
     report = netdef.compare(original, port, (x,), quantization=config)
     assert report.ok, str(report)
-    assert report.quantization == "int8" and "float32 + int8 Q/DQ" in report.summary()
+    assert report.quantization == "int8" and "float32 + TF32 + int8 Q/DQ" in report.summary()
     assert json.loads(report.to_json())["quantization"] == "int8"
     drift = {r.path: r.drift for r in report.rows if r.drift}
     assert drift["conv1"].err > 1e-3 and drift["conv1"].cosine > 0.999  # real but small error

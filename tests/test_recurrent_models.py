@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from _model_helpers import random_original
+from helpers import random_original
 from netdef.models import MODELS, create, crnn, gru_classifier, originals
 
 import netdef

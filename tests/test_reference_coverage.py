@@ -44,7 +44,7 @@ def test_graphs_cover_every_dtype_they_declare():
 def test_shipped_models_emit_the_expected_families(shipped):
     """The trace really covers the models: the families every one of them relies on are there."""
     kinds = {c.kind for c in shipped}
-    assert {"CONVOLUTION", "SCALE", "POOLING", "MATRIX_MULTIPLY", "SOFTMAX", "NORMALIZATION", "RESIZE",
+    assert {"CONVOLUTION", "SCALE", "POOLING", "MATRIX_MULTIPLY", "ATTENTION_INPUT", "NORMALIZATION", "RESIZE", "RECURRENCE",
             "QUANTIZE", "DEQUANTIZE", "CAST"} <= kinds
     dtypes = {dict(c.attrs).get("dtype") for c in shipped if c.kind == "CONVOLUTION"}
     assert {"float32", "float16", "bfloat16"} <= dtypes

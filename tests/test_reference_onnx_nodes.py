@@ -55,6 +55,16 @@ DIFFERENCES: dict[str, str] = {
     **dict.fromkeys(["test_bernoulli_double_expanded", "test_bernoulli_seed_expanded"],
                     "random values: TensorRT's RANDOM_UNIFORM generator cannot be reproduced (the runner draws "
                     "seeded torch samples of the same law)"),
+    **dict.fromkeys([f"test_attention_4d_{c}" for c in (
+        "causal_nonpad_batch_prefill", "causal_nonpad_continued_prefill", "causal_nonpad_negative_offset_structural_empty",
+        "gqa_causal_nonpad_decode", "gqa_causal_nonpad_decode_fp16")],
+        "the parser drops Attention's nonpad_kv_seqlen input, so the parsed network attends over every key"),
+    **dict.fromkeys(["test_attention_bidirectional_window", "test_attention_local_window"],
+                    "the parser drops Attention's left_window_size/right_window_size, so the parsed network "
+                    "attends over every key"),
+    **dict.fromkeys(["test_lstm_batchwise", "test_gru_batchwise", "test_simple_rnn_batchwise"],
+                    "the parser ignores layout=1 (batch-major) and iterates over the batch axis; TensorRT itself "
+                    "declares Y_h as (1, 1, 4) where ONNX expects (3, 1, 4)"),
     "test_attention_4d_causal_fp16_expanded": (
         "float16 rounding: ~80 float16 ops; the runner computes each layer in float32 and rounds once (TensorRT's "
         "policy), ONNX's numpy reference rounds per numpy op; 2 of 192 values differ by 2 float16 ulps and the "
