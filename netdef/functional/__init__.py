@@ -15,3 +15,5 @@ from netdef.functional.pool import *  # noqa: F401,F403
 from netdef.functional.norm import *  # noqa: F401,F403
 from netdef.functional.resize import *  # noqa: F401,F403
 from netdef.functional.scatter import *  # noqa: F401,F403
+from netdef.functional.indexing import *  # noqa: F401,F403
+from netdef.functional.detection import *  # noqa: F401,F403

@@ -3,6 +3,7 @@ netdef/functional/), all registered in the one registry `netdef.reference.regist
 from netdef.reference.layers import (  # noqa: F401
     control,
     conv,
+    detection,
     elementwise,
     linalg,
     quantize,
