@@ -10,6 +10,9 @@ import torch
 import torchvision
 from torch import nn
 
+import math
+
+from netdef.models import pointpillars as pp
 from netdef.models.yolov5 import ANCHORS, OUTPUTS, STRIDES, autopad, grid_offsets, scaled_layers
 
 
@@ -241,15 +244,179 @@ def calibrate_objectness(model: DetectionModel, images: torch.Tensor, candidates
             y = y.view(y.shape[0], detect.na, detect.no, -1)
             obj.append(y[:, :, 4].flatten(1))
             cls.append(y[:, :, 5:].sigmoid().amax(2).flatten(1))
-        obj, cls = torch.cat(obj, 1), torch.cat(cls, 1)
-
-        def above(shift: float) -> float:
-            return float(((obj + shift).sigmoid() * cls > nms.conf).sum(1).float().mean())
-
-        lo, hi = -30.0, 30.0
-        for _ in range(60):  # bisection: the count grows with the shift
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if above(mid) < candidates else (lo, mid)
+        obj, cls = torch.cat(obj, 1).flatten(), torch.cat(cls, 1).flatten()
+        # the shift at which each anchor's score obj * cls crosses conf; the count of anchors above
+        # conf steps at these values, so the shift is put midway in the widest step near the target
+        able = cls > nms.conf
+        steps = (torch.logit(nms.conf / cls[able]).double() - obj[able].double()).sort().values
+        k = int(round(candidates * images.shape[0]))
+        lo, hi = max(k - k // 3, 1), min(k + k // 3 + 1, len(steps) - 1)
+        if hi <= lo:
+            raise ValueError(f"calibrate_objectness: only {len(steps)} anchors can reach conf={nms.conf}")
+        gaps = steps[lo:hi + 1] - steps[lo - 1:hi]
+        i = lo - 1 + int(gaps.argmax())
+        shift = float(steps[i] + steps[i + 1]) / 2
         for conv in detect.m:
-            conv.bias.view(detect.na, detect.no)[:, 4] += hi
+            conv.bias.view(detect.na, detect.no)[:, 4] += shift
     return model
+
+
+# ---- PointPillars (OpenPCDet's modules and names; inputs and NMS as netdef.models.pointpillars) ----
+
+class PFNLayer(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, last_layer: bool = True) -> None:
+        super().__init__()
+        self.last_vfe = last_layer
+        out = out_channels if last_layer else out_channels // 2
+        self.linear = nn.Linear(in_channels, out, bias=False)
+        self.norm = nn.BatchNorm1d(out, eps=1e-3, momentum=0.01)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = self.linear(inputs)
+        x = torch.relu(self.norm(x.permute(0, 2, 1)).permute(0, 2, 1))
+        x_max = torch.max(x, dim=1, keepdim=True)[0]
+        if self.last_vfe:
+            return x_max
+        return torch.cat([x, x_max.repeat(1, inputs.shape[1], 1)], dim=2)
+
+
+class PillarVFE(nn.Module):
+    def __init__(self, cfg: pp.Config) -> None:
+        super().__init__()
+        self.voxel_size, self.pc_range = cfg.voxel_size, cfg.point_cloud_range
+        filters = [10, *cfg.vfe_filters]
+        self.pfn_layers = nn.ModuleList(PFNLayer(filters[i], filters[i + 1], i == len(filters) - 2)
+                                        for i in range(len(filters) - 1))
+
+    def forward(self, voxels: torch.Tensor, num_points: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        b, p, m, _ = voxels.shape
+        features = voxels.reshape(-1, m, 4)
+        count = num_points.reshape(-1).clamp(min=1).type_as(features).view(-1, 1, 1)
+        coords = coords.reshape(-1, 3).type_as(features)  # (z, y, x)
+        f_cluster = features[:, :, :3] - features[:, :, :3].sum(dim=1, keepdim=True) / count
+        vx, vy, vz = self.voxel_size
+        f_center = torch.zeros_like(features[:, :, :3])
+        f_center[:, :, 0] = features[:, :, 0] - (coords[:, 2].unsqueeze(1) * vx + (vx / 2 + self.pc_range[0]))
+        f_center[:, :, 1] = features[:, :, 1] - (coords[:, 1].unsqueeze(1) * vy + (vy / 2 + self.pc_range[1]))
+        f_center[:, :, 2] = features[:, :, 2] - (coords[:, 0].unsqueeze(1) * vz + (vz / 2 + self.pc_range[2]))
+        features = torch.cat([features, f_cluster, f_center], dim=-1)
+        mask = torch.arange(m).view(1, -1) < num_points.reshape(-1, 1)
+        features = features * mask.unsqueeze(-1).type_as(features)
+        for pfn in self.pfn_layers:
+            features = pfn(features)
+        return features.reshape(b, p, -1)
+
+
+class PointPillarScatter(nn.Module):
+    def __init__(self, cfg: pp.Config) -> None:
+        super().__init__()
+        self.nx, self.ny = cfg.grid_size
+        self.num_bev_features = cfg.vfe_filters[-1]
+
+    def forward(self, pillars: torch.Tensor, num_points: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        out = []
+        for feats, n, c in zip(pillars, num_points, coords):
+            canvas = feats.new_zeros(self.num_bev_features, self.ny * self.nx)
+            real = n > 0
+            c = c[real].long()
+            canvas[:, c[:, 0] + c[:, 1] * self.nx + c[:, 2]] = feats[real].t()
+            out.append(canvas)
+        return torch.stack(out).view(-1, self.num_bev_features, self.ny, self.nx)
+
+
+class BaseBEVBackbone(nn.Module):
+    def __init__(self, cfg: pp.Config, in_channels: int) -> None:
+        super().__init__()
+        c_in = [in_channels, *cfg.num_filters[:-1]]
+        self.blocks = nn.ModuleList()
+        self.deblocks = nn.ModuleList()
+        for i, (n, s, c) in enumerate(zip(cfg.layer_nums, cfg.layer_strides, cfg.num_filters)):
+            layers = [nn.ZeroPad2d(1), nn.Conv2d(c_in[i], c, 3, stride=s, padding=0, bias=False),
+                      nn.BatchNorm2d(c, eps=1e-3, momentum=0.01), nn.ReLU()]
+            for _ in range(n):
+                layers += [nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c, eps=1e-3, momentum=0.01),
+                           nn.ReLU()]
+            self.blocks.append(nn.Sequential(*layers))
+            u, uc = cfg.upsample_strides[i], cfg.num_upsample_filters[i]
+            self.deblocks.append(nn.Sequential(nn.ConvTranspose2d(c, uc, u, stride=u, bias=False),
+                                               nn.BatchNorm2d(uc, eps=1e-3, momentum=0.01), nn.ReLU()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ups = []
+        for block, deblock in zip(self.blocks, self.deblocks):
+            x = block(x)
+            ups.append(deblock(x))
+        return torch.cat(ups, dim=1)
+
+
+class AnchorHeadSingle(nn.Module):
+    def __init__(self, cfg: pp.Config, in_channels: int) -> None:
+        super().__init__()
+        a, self.num_class = cfg.anchors_per_location, cfg.num_classes
+        self.anchors = torch.from_numpy(pp.make_anchors(cfg))  # a plain attribute, as in OpenPCDet
+        self.conv_cls = nn.Conv2d(in_channels, a * self.num_class, 1)
+        self.conv_box = nn.Conv2d(in_channels, a * 7, 1)
+        self.conv_dir_cls = nn.Conv2d(in_channels, a * cfg.num_dir_bins, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, n = x.shape[0], self.anchors.shape[0]
+        cls_preds = self.conv_cls(x).permute(0, 2, 3, 1).contiguous().view(b, n, -1)
+        box_preds = self.conv_box(x).permute(0, 2, 3, 1).contiguous().view(b, n, -1)
+        dir_preds = self.conv_dir_cls(x).permute(0, 2, 3, 1).contiguous().view(b, n, -1)
+        xa, ya, za, dxa, dya, dza, ra = torch.split(self.anchors, 1, dim=-1)  # ResidualCoder.decode_torch
+        xt, yt, zt, dxt, dyt, dzt, rt = torch.split(box_preds, 1, dim=-1)
+        diagonal = torch.sqrt(dxa ** 2 + dya ** 2)
+        boxes = torch.cat([xt * diagonal + xa, yt * diagonal + ya, zt * dza + za, torch.exp(dxt) * dxa,
+                           torch.exp(dyt) * dya, torch.exp(dzt) * dza, rt + ra], dim=-1)
+        return cls_preds, boxes, dir_preds
+
+
+def limit_period(val: torch.Tensor, offset: float = 0.5, period: float = math.pi) -> torch.Tensor:
+    return val - torch.floor(val / period + offset) * period
+
+
+class PostProcessing(nn.Module):
+    """OpenPCDet's post_processing (class-agnostic nms_normal: torchvision.ops.nms on BEV boxes),
+    padded to max_detections rows per sample; the direction fix on the kept boxes."""
+
+    def __init__(self, cfg: pp.Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, preds: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        cls_preds, box_preds, dir_preds = preds
+        cfg, d = self.cfg, self.cfg.max_detections
+        b = cls_preds.shape[0]
+        boxes, scores = box_preds.new_zeros(b, d, 7), box_preds.new_zeros(b, d)
+        labels, count = torch.zeros(b, d, dtype=torch.int64), torch.zeros(b, dtype=torch.int64)
+        period = 2 * math.pi / cfg.num_dir_bins
+        for i in range(b):
+            score, label = torch.max(torch.sigmoid(cls_preds[i]), dim=-1)
+            keep = torch.nonzero(score >= cfg.score_thresh).view(-1)
+            # OpenPCDet's topk(NMS_PRE_MAXSIZE), as a stable sort: equal scores keep anchor order
+            keep = keep[score[keep].sort(descending=True, stable=True).indices[:cfg.nms_pre_max_size]]
+            bev = torchvision.ops.box_convert(box_preds[i, keep][:, [0, 1, 3, 4]], "cxcywh", "xyxy")
+            keep = keep[torchvision.ops.nms(bev, score[keep], cfg.nms_thresh)][:d]
+            box = box_preds[i, keep].clone()
+            dir_label = torch.max(dir_preds[i, keep], dim=-1)[1]
+            rot = limit_period(box[:, 6] - cfg.dir_offset, cfg.dir_limit_offset, period)
+            box[:, 6] = rot + cfg.dir_offset + period * dir_label.to(box.dtype)
+            n = len(keep)
+            boxes[i, :n], scores[i, :n], labels[i, :n], count[i] = box, score[keep], label[keep] + 1, n
+        return boxes, scores, labels, count
+
+
+class PointPillar(nn.Module):
+    def __init__(self, cfg: pp.Config = pp.Config()) -> None:
+        super().__init__()
+        self.vfe = PillarVFE(cfg)
+        self.map_to_bev_module = PointPillarScatter(cfg)
+        self.backbone_2d = BaseBEVBackbone(cfg, cfg.vfe_filters[-1])
+        self.dense_head = AnchorHeadSingle(cfg, sum(cfg.num_upsample_filters))
+        self.post_processing = PostProcessing(cfg)
+
+    def forward(self, voxels: torch.Tensor, voxel_num_points: torch.Tensor,
+                voxel_coords: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        pillars = self.vfe(voxels, voxel_num_points, voxel_coords)
+        bev = self.map_to_bev_module(pillars, voxel_num_points, voxel_coords)
+        return self.post_processing(self.dense_head(self.backbone_2d(bev)))

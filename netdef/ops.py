@@ -144,8 +144,8 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
 
 
 def multiclass_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, score_threshold: float,
-                   max_detections: int, box_format: str = "xyxy",
-                   box_data: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                   max_detections: int, box_format: str = "xyxy", box_data: Tensor | None = None,
+                   topk_box_limit: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Class-aware NMS per image with a fixed-size result: what a detector engine outputs.
 
     boxes: [B, N, 4] in `box_format` ("xyxy" or "cxcywh"); scores: [B, N, C]. Every (box, class)
@@ -155,6 +155,7 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, score_th
     count [B] int64) with D = max_detections, by decreasing score; rows past `count` hold zero
     boxes and scores and label -1. The output rows are `box_data` [B, N, F] (default: `boxes`),
     so a detector can carry more than the four NMS coordinates (a 3-D box, a heading).
+    topk_box_limit: consider only the best that many candidates per image (at most 5000).
     """
     net = network.current()
     if not isinstance(max_detections, (int, np.integer)) or max_detections < 1:
@@ -168,7 +169,7 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, score_th
     if n < 0 or c < 0 or data.shape[2] < 0:
         net.fail(f"multiclass_nms: the number of boxes, classes and box_data features must be static, "
                  f"got boxes {boxes.shape}, scores {scores.shape}, box_data {data.shape}")
-    selected, _ = non_max_suppression(boxes, scores, d, iou_threshold, score_threshold, box_format)
+    selected, _ = non_max_suppression(boxes, scores, d, iou_threshold, score_threshold, box_format, topk_box_limit)
     return fixed_size(selected, scores, data, d)
 
 
