@@ -139,7 +139,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     if not isinstance(idxs, Tensor) or idxs.ndim != 1 or dtypes.is_floating(idxs.dtype):
         _fail(f"batched_nms: idxs must be a 1-D integer Tensor [N], got {getattr(idxs, 'shape', idxs)!r}")
     wide = F.cast(boxes, "float32")
-    offsets = F.mul(F.cast(idxs, "float32"), F.add(F.amax(wide), 1.0))
+    # max(boxes.max(), 0): a zero joins the reduction so that no boxes (N = 0) is not an empty max;
+    # the same offset as torchvision's for its domain, coordinates >= 0
+    top = F.amax(F.cat([F.reshape(wide, -1), F.constant(np.zeros(1, np.float32), "float32")], 0))
+    offsets = F.mul(F.cast(idxs, "float32"), F.add(top, 1.0))
     return nms(F.add(wide, F.unsqueeze(offsets, 1)), F.cast(scores, "float32"), iou_threshold)
 
 
