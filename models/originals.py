@@ -420,3 +420,33 @@ class PointPillar(nn.Module):
         pillars = self.vfe(voxels, voxel_num_points, voxel_coords)
         bev = self.map_to_bev_module(pillars, voxel_num_points, voxel_coords)
         return self.post_processing(self.dense_head(self.backbone_2d(bev)))
+
+
+def calibrate_scores(model: PointPillar, inputs: tuple, candidates: float = 8.0, heading_gain: float = 0.2,
+                     direction_gain: float = 4.0) -> PointPillar:
+    """Make a randomly initialised PointPillars detect, as `calibrate_objectness` does for YOLOv5:
+    shift the class biases so that about `candidates` anchors per sample score above score_thresh
+    (midway between two anchors' crossing points), scale the heading residuals down to a trained
+    head's range (|residual| well under pi/4, the rotation anchors being pi/2 apart) and the
+    direction logits up (a decisive direction). In place; returns the model."""
+    head, cfg = model.dense_head, model.post_processing.cfg
+    a = cfg.anchors_per_location
+    with torch.no_grad():
+        head.conv_box.weight.view(a, 7, -1)[:, 6] *= heading_gain
+        head.conv_box.bias.view(a, 7)[:, 6] *= heading_gain
+        head.conv_dir_cls.weight.mul_(direction_gain)
+        head.conv_dir_cls.bias.mul_(direction_gain)
+        seen: list = []
+        hook = head.register_forward_hook(lambda _m, _i, out: seen.append(out[0]))
+        try:
+            model(*inputs)
+        finally:
+            hook.remove()
+        best = seen[0].amax(-1).flatten().double()  # best class logit of every anchor
+        steps = (math.log(cfg.score_thresh / (1 - cfg.score_thresh)) - best).sort().values
+        k = int(round(candidates * inputs[0].shape[0]))
+        lo, hi = max(k - k // 3, 1), min(k + k // 3 + 1, len(steps) - 1)
+        gaps = steps[lo:hi + 1] - steps[lo - 1:hi]
+        i = lo - 1 + int(gaps.argmax())
+        head.conv_cls.bias += float(steps[i] + steps[i + 1]) / 2
+    return model

@@ -39,7 +39,7 @@ def random_original(torch_model: Any, example: Any, seed: int = 0) -> Any:
         scaled = (torch.nn.Conv2d, torch.nn.Linear)
         handles = [m.register_forward_hook(unit_std) for m in torch_model.modules() if isinstance(m, scaled)]
         try:
-            torch_model(example)
+            torch_model(*example) if isinstance(example, tuple) else torch_model(example)
         finally:
             for h in handles:
                 h.remove()
