@@ -57,10 +57,11 @@ def load_digits(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     return images[part].copy(), labels[part].copy()
 
 
-def sample_photos(size: int = 128) -> np.ndarray:
+def sample_photos(size: int = 128, letterbox: bool = True) -> np.ndarray:
     """scikit-learn's two sample photographs (china.jpg, flower.jpg; 640x427 RGB) as a float32
     (2, 3, size, size) batch in [0, 1], letterboxed as YOLOv5 does: scaled to fit, centred, and
-    padded with grey 114/255. For detector checks on real images without a download."""
+    padded with grey 114/255 (letterbox=False: the centre square, scaled). For detector checks
+    on real images without a download."""
     try:
         from PIL import Image
         from sklearn.datasets import load_sample_images
@@ -69,6 +70,10 @@ def sample_photos(size: int = 128) -> np.ndarray:
                           "pip install 'scikit-learn>=1.3' pillow") from e
     batch = np.full((2, size, size, 3), 114, np.uint8)
     for i, photo in enumerate(load_sample_images().images):
+        if not letterbox:
+            h, w = photo.shape[:2]
+            side = min(h, w)
+            photo = photo[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
         h, w = photo.shape[:2]
         scale = size / max(h, w)
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))

@@ -105,7 +105,7 @@ def _xywh_as_xyxy(port, mp):
 
 
 def _iou_threshold_off(port, mp):
-    port.model[25].iou = 0.6
+    port.model[25].iou = 0.2
 
 
 def _class_offset_missing(port, mp):
