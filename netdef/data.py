@@ -17,7 +17,7 @@ import numpy as np
 from netdef.errors import NetdefError
 from netdef.optional import require
 
-__all__ = ["N_TRAIN", "SPLITS", "load_digits"]
+__all__ = ["N_TRAIN", "SPLITS", "load_digits", "sample_photos"]
 
 SPLITS = ("train", "test")
 N_TRAIN = 1437  # images [0, 1437) train; [1437, 1797) are held out
@@ -51,3 +51,28 @@ def load_digits(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     images, labels = _all_digits()
     part = slice(0, N_TRAIN) if split == "train" else slice(N_TRAIN, None)
     return images[part].copy(), labels[part].copy()
+
+
+def sample_photos(size: int = 128, letterbox: bool = True) -> np.ndarray:
+    """scikit-learn's two sample photographs (china.jpg, flower.jpg; 640x427 RGB) as a float32
+    (2, 3, size, size) batch in [0, 1], letterboxed as YOLOv5 does: scaled to fit, centred, and
+    padded with grey 114/255 (letterbox=False: the centre square, scaled). For detector checks
+    on real images without a download."""
+    try:
+        from PIL import Image
+        from sklearn.datasets import load_sample_images
+    except ImportError as e:
+        raise NetdefError("netdef.data.sample_photos needs scikit-learn and Pillow: "
+                          "pip install 'scikit-learn>=1.3' pillow") from e
+    batch = np.full((2, size, size, 3), 114, np.uint8)
+    for i, photo in enumerate(load_sample_images().images):
+        if not letterbox:
+            h, w = photo.shape[:2]
+            side = min(h, w)
+            photo = photo[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+        h, w = photo.shape[:2]
+        scale = size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        top, left = (size - nh) // 2, (size - nw) // 2
+        batch[i, top:top + nh, left:left + nw] = np.asarray(Image.fromarray(photo).resize((nw, nh), Image.BILINEAR))
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)

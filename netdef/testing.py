@@ -37,7 +37,8 @@ def random_original(torch_model: Any, example: Any, seed: int = 0) -> Any:
 
     BatchNorm statistics and affines come from `randomize`; LayerNorm affines and parameters
     that torch initialises to zero (biases, ViT's class token and head) get random values so
-    they cannot hide a loading bug. Then one forward pass over `example` scales each
+    they cannot hide a loading bug. Then one forward pass over `example` (a tensor, or a tuple of
+    a model's inputs) scales each
     Conv2d/Linear so its output has unit standard deviation (LSUV-style): with random
     BatchNorm statistics a ResNet-152's residual stream would otherwise grow to ~1e10 and
     overflow float16, which a trained network never does.
@@ -65,7 +66,7 @@ def random_original(torch_model: Any, example: Any, seed: int = 0) -> Any:
         scaled = (torch.nn.Conv2d, torch.nn.Linear)
         handles = [m.register_forward_hook(unit_std) for m in torch_model.modules() if isinstance(m, scaled)]
         try:
-            torch_model(example)
+            torch_model(*example) if isinstance(example, tuple) else torch_model(example)
         finally:
             for h in handles:
                 h.remove()

@@ -34,9 +34,17 @@ def test_resnet50_fp16_dynamic_batch(tmp_path):
     assert netdef.load_plan(tmp_path / "r50.engine").metadata["inputs"][0]["max"][0] == 32
 
 
-def test_pointpillars_scatter():
-    out = run_example("pointpillars_scatter.py", "--pillars", "100", "--grid", "32")
-    assert "OK:" in out and "scatter layers in the TensorRT network: ['scatter/" in out
+def test_pointpillars():
+    out = run_example("pointpillars.py", "--batch", "2")
+    assert "OK:" in out and "'map_to_bev_module/scatter_nd', 'post_processing/nms'" in out
+
+
+def test_yolov5_detect(tmp_path):
+    png = tmp_path / "detections.png"
+    out = run_example("yolov5_detect.py", "--size", "64", "--out", str(png))
+    assert "OK:" in out and "'NMS'" in out and "(no plugin)" in out
+    assert int(out.split(" detections (")[0].splitlines()[-1]) > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _three_ways():

@@ -18,3 +18,5 @@ from netdef.functional.scatter import *  # noqa: F401,F403
 from netdef.functional.control import *  # noqa: F401,F403
 from netdef.functional.creation import *  # noqa: F401,F403
 from netdef.functional.attention import *  # noqa: F401,F403
+from netdef.functional.indexing import *  # noqa: F401,F403
+from netdef.functional.detection import *  # noqa: F401,F403

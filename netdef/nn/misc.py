@@ -99,7 +99,23 @@ class Embedding(Module):
         return s
 
 
-__all__ = ["Dropout", "Embedding", "Flatten", "Upsample"]
+class ZeroPad2d(Module):
+    """torch.nn.ZeroPad2d: padding is an int or (left, right, top, bottom)."""
+
+    def __init__(self, padding: Any) -> None:
+        super().__init__()
+        self.padding = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
+        if len(self.padding) != 4:
+            raise ValueError(f"ZeroPad2d padding must be an int or 4 values, got {padding!r}")
+
+    def forward(self, input: Any) -> Any:
+        return F.pad(input, self.padding)
+
+    def extra_repr(self) -> str:
+        return f"{self.padding}"
+
+
+__all__ = ["ZeroPad2d", "Dropout", "Embedding", "Flatten", "Upsample"]
 
 
 def _zero_row(weight: Any, row: int) -> Any:

@@ -4,6 +4,7 @@ from netdef.reference.layers import (  # noqa: F401
     attention,
     control,
     conv,
+    detection,
     elementwise,
     linalg,
     quantize,
