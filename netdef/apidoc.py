@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -36,7 +37,9 @@ def signature(obj: Any, name: str) -> str:
     except (TypeError, ValueError):
         return name
     params = [p.replace(annotation=p.empty) for p in sig.parameters.values() if p.name != "self"]
-    return name + str(sig.replace(parameters=params, return_annotation=sig.empty))
+    text = name + str(sig.replace(parameters=params, return_annotation=sig.empty))
+    # a function default (activation=F.relu) by its name, not its address, so the doc is reproducible
+    return re.sub(r"<function ([\w.]+) at 0x[0-9a-f]+>", r"\1", text)
 
 
 def summary(obj: Any, name: str) -> str:

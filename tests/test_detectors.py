@@ -74,7 +74,10 @@ def test_yolov5_detections_match_in_float32() -> None:
     with torch.no_grad():
         count = original(x)[3]
     assert (count > 0).sum() >= 3 and count.sum() >= 10, count  # a meaningful number of detections
-    report = netdef.compare(original, yolo_port(original, FLOAT32[0]), (x,))
+    # exact float32 math: TF32 rounding (compare's default model of a float32 engine) is as coarse as
+    # float16's and flips near-tied decisions of this many-candidate setup; the float16 test below
+    # checks its inputs' decision margins first
+    report = netdef.compare(original, yolo_port(original, FLOAT32[0]), (x,), tf32=False)
     assert report.ok, str(report)
     assert {"model.24", "model.25"} <= {r.path for r in report.rows}
 
