@@ -44,15 +44,6 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Loop bodies are many tiny ops, which torch's intra-op thread pool only slows down."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def scan_body(lib):
     """One body for both libraries: a tuple carry, a dict of slices, two per-step outputs."""
     def body(carry, xs):

@@ -1,7 +1,6 @@
 """BatchNorm folding at build time: numerically the same network, fewer layers to build."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

@@ -18,15 +18,6 @@ transformers.logging.set_verbosity_error()
 VOCAB = 97
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: torch's intra-op threads only contend on a small shared CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _randomized(model, scale=0.3):
     """Random weights large enough that greedy tokens depend on every layer; norms near 1."""
     g = torch.Generator().manual_seed(1)

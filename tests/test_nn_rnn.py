@@ -21,16 +21,6 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """A loop body is many tiny ops: torch's intra-op thread pool only adds waiting to them (tens of
-    ms per matmul on a loaded 2-core machine), so these tests run single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def pair(cls: str, seed: int = 0, **kw: Any) -> tuple[Any, Any]:
     torch.manual_seed(seed)
     original = getattr(torch.nn, cls)(**kw).eval()

@@ -18,15 +18,6 @@ from netdef import functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Loop bodies are many tiny ops, which torch's intra-op thread pool only slows down."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 CASES = {  # port, original, compare input: a small CRNN (nh=32, 11 classes), the default classifier
     "crnn": (lambda: crnn.CRNN(nclass=11, nh=32), lambda: originals.CRNN(nclass=11, nh=32), (2, 1, 32, 40)),
     "gru_classifier": (gru_classifier.GRUClassifier, originals.GRUClassifier, (2, 9, 40)),
