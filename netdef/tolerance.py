@@ -44,9 +44,10 @@ class Float32:
 
 
 # stage one (float32 port vs torch), derived by benchmarks/tolerances.py on held-out models
-# (docs/precision.md, 2026-11-29): the worst error was 2.24x the port's own rounding, so 3x that,
-# rounded up; the floor is 8 float32 ulps of the RMS, for tensors the port computes exactly
-FLOAT32 = Float32(factor=10.0, atol=1e-6)
+# (docs/precision.md, 2026-11-29, CPU and CUDA): the worst error was 3.76x the port's own rounding
+# (CUDA; 2.24x on CPU), so 3x that, rounded up; the floor is 8 float32 ulps of the RMS, for
+# tensors the port computes exactly
+FLOAT32 = Float32(factor=20.0, atol=1e-6)
 
 # element tolerances by dtype for `assert_close`, the unit tests' check of single layers and ops
 # against torch (|a - b| <= atol * RMS + rtol * |b|); compare() never uses them
@@ -72,14 +73,14 @@ class Budget:
 
 
 # stage two budgets by precision, derived by benchmarks/tolerances.py on held-out models
-# (docs/precision.md, 2026-11-29): the worst SNR less 10 dB and 3x the worst max error, rounded
+# (docs/precision.md, 2026-11-29, CPU and CUDA): the worst SNR less 10 dB and 3x the worst max error
 DRIFT: dict[str, Budget] = {
     "float32": Budget(100.0, 5e-4),  # BatchNorm folding alone; worst 111.6 dB, 8.2e-5
     "tf32": Budget(30.0, 1.0),  # worst 44.2 dB, 0.22
     "float16": Budget(20.0, 2.0),  # worst 33.1 dB, 0.45
     "bfloat16": Budget(5.0, 20.0),  # worst 19.7 dB, 4.1
-    "int8": Budget(-5.0, 50.0),  # worst 8.5 dB, 11.2 (per-tensor int8 of depthwise + SE models)
-    "float8_e4m3fn": Budget(-5.0, 100.0),  # worst 6.6 dB, 17.5
+    "int8": Budget(-10.0, 100.0),  # worst 1.8 dB, 18.4 (per-tensor int8 of depthwise + SE models)
+    "float8_e4m3fn": Budget(-10.0, 100.0),  # worst 1.5 dB, 18.6
 }
 
 
