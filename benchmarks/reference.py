@@ -1,8 +1,10 @@
-"""Reference runner vs torch eager on torchvision ResNet-50 (random weights), CPU.
+"""Reference runner vs torch eager on ResNet-50 (random weights), CPU.
 
-The TensorRT network comes from NVIDIA's ONNX parser (a stand-in for any network;
-netdef itself never parses). Prints a markdown table: compile time, then the median
-of several runs of each. Usage: python benchmarks/reference.py [--batch 8] [--runs 5]
+Two networks: netdef's own ResNet-50 port, traced (BatchNorm as its own scale layer, as compare
+runs it) and as `build` makes it (BatchNorm folded), and the network NVIDIA's ONNX parser makes
+from torchvision's model (a stand-in for any network; netdef itself never parses; the export
+folds BatchNorm). Prints a markdown table: compile time, then the median of several runs of
+each. Usage: python benchmarks/reference.py [--batch 8] [--runs 5]
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ import torchvision
 import netdef
 import netdef.reference
 from _machine import cpu_model
+from netdef.build import prepare
+from netdef.models.resnet import resnet50
 
 
 def parse_onnx(model: torch.nn.Module, x: torch.Tensor, tmp: str):
@@ -52,30 +56,37 @@ def main() -> None:
     torch.manual_seed(0)
     model = torchvision.models.resnet50(weights=None).eval()
     x = torch.randn(args.batch, 3, args.size, args.size)
+    port = resnet50()
+    port.load_state_dict(model.state_dict())
+    spec = netdef.Input("x", tuple(x.shape))
+    networks = {"netdef port, traced (as compare's stage one runs it)": netdef.trace(port, spec),
+                "netdef port, BatchNorm folded (as built)": prepare(port, spec)}
     with tempfile.TemporaryDirectory() as tmp:
-        network, _parser = parse_onnx(model, x, tmp)
-        start = time.perf_counter()
-        program = netdef.reference.compile(network)
-        compile_s = time.perf_counter() - start
+        parsed, _parser = parse_onnx(model, x, tmp)
+        networks["ONNX parser's network"] = parsed
+        programs = {}
+        for name, net in networks.items():
+            start = time.perf_counter()
+            programs[name] = (netdef.reference.compile(net), time.perf_counter() - start)
 
     with torch.inference_mode():
         eager = median_time(lambda: model(x), args.runs)
         expected = model(x)
-    ref = median_time(lambda: program({"x": x}), args.runs)
-    got = next(iter(program({"x": x}).values()))
-    err = (got - expected).abs().max().item()
 
     print(f"ResNet-50, batch {args.batch}, {args.size}x{args.size}, CPU, median of {args.runs} runs; "
-          f"{datetime.date.today()}, nproc {os.cpu_count()}, {cpu_model()}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), {netdef.backend.name()} {netdef.backend.version()}")
+          f"{datetime.date.today()}, nproc {os.cpu_count()}, {cpu_model()}, load average "
+          f"{os.getloadavg()[0]:.1f}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"{netdef.backend.name()} {netdef.backend.version()}")
     print()
-    print("| what | time | vs eager |")
-    print("| --- | ---: | ---: |")
-    print(f"| torch eager | {eager * 1e3:.0f} ms | 1.00x |")
-    print(f"| reference runner | {ref * 1e3:.0f} ms | {ref / eager:.2f}x |")
-    print(f"| reference compile (once) | {compile_s * 1e3:.0f} ms | |")
-    print()
-    print(f"layers: {network.num_layers}, max |reference - eager| = {err:.2e}")
+    print("| network | layers | compile | run | vs eager | max abs error |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| torch eager | | | {eager * 1e3:.0f} ms | 1.00x | |")
+    for name, (program, compile_s) in programs.items():
+        ref = median_time(lambda: program({"x": x}), args.runs)
+        got = next(iter(program({"x": x}).values()))
+        err = (got - expected).abs().max().item()
+        layers = getattr(networks[name], "network", networks[name]).num_layers
+        print(f"| {name} | {layers} | {compile_s * 1e3:.0f} ms | {ref * 1e3:.0f} ms | {ref / eager:.2f}x | {err:.1e} |")
 
 
 if __name__ == "__main__":

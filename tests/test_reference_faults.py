@@ -181,3 +181,16 @@ def test_zero_dimensional_numpy_inputs_stay_scalars():
     net.network.mark_output(out)
     got = R.run(net, {"x": np.array([-1.0, 0.5, 2.0], np.float32), "lo": np.float32(0.25)})
     assert got[out.name].tolist() == [0.25, 0.5, 2.0]
+
+
+def test_layers_nothing_reads_run_only_for_all_tensors(rng):
+    """After folding, the BatchNorm's scale layer reads the folded convolution and feeds nothing:
+    TensorRT prunes it, and so does the runner, unless every tensor is asked for."""
+    model = ConvBN()
+    x = randn(rng, 1, 3, 8, 8)
+    net = netdef.trace(model, netdef.Input("x", x.shape))
+    bn = net.module_outputs["bn"][0][0]
+    fold_batchnorm(net)
+    program = R.compile(net)
+    assert bn in {st.name for st in program.steps} and bn not in {st.name for st in program.live}
+    assert bn not in program({"x": x}) and bn in program({"x": x}, all_tensors=True)

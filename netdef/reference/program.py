@@ -251,6 +251,12 @@ class Program:
         backend.logger().take_errors()  # shape queries on a broken network log errors of their own
         self.outputs = outputs
         self.output_slots = [slots[n] for n in self.outputs]
+        # what the outputs and assertions need: layers nothing reads (a BatchNorm folded away) run only
+        # for all_tensors, as TensorRT prunes them; an assertion is kept, as TensorRT keeps it
+        checks = [st for st in self.steps if isinstance(st, Step) and st.kind == "ASSERTION"]
+        roots = [*self.output_slots, *(x for st in checks for x in st.inputs if x is not None)]
+        needed = {id(st) for st in _split_needed(self.steps, *roots)[0] + checks}
+        self.live = [st for st in self.steps if id(st) in needed]
         self._plan_frees()
 
     # ---- compilation -----------------------------------------------------------------------------
@@ -414,14 +420,14 @@ class Program:
         """Drop each top-level value after its last reader (a loop or conditional reads every
         outside value its body reads)."""
         last: dict[int, int] = {}
-        for i, st in enumerate(self.steps):
+        for i, st in enumerate(self.live):
             for s in st.inputs:
                 if s is not None:
                     last[s] = i
         keep = set(self.output_slots)
         for s, i in last.items():
             if s not in keep:
-                self.steps[i].free += (s,)
+                self.live[i].free += (s,)
 
     # ---- execution -------------------------------------------------------------------------------
     def _bind(self, inputs: Mapping[str, Any], values: list) -> None:
@@ -451,7 +457,7 @@ class Program:
         self._bind(inputs, values)
         with torch.inference_mode(), _ieee_float32(self.device):
             try:
-                self._run(self.steps, values, all_tensors)
+                self._run(self.steps if all_tensors else self.live, values, all_tensors)
             except _Stopped:
                 pass
         outs = {name: values[s] for name, s in zip(self.outputs, self.output_slots)}
@@ -525,9 +531,9 @@ def _needed_slots(steps: list) -> set[int]:
     return {s for st in steps for s in st.inputs if s is not None}
 
 
-def _split_needed(steps: list, slot: int) -> tuple[list, list]:
-    """(the steps `slot` depends on, the others), each in order."""
-    need, head = {slot}, set()
+def _split_needed(steps: list, *slots: int) -> tuple[list, list]:
+    """(the steps `slots` depend on, the others), each in order."""
+    need, head = set(slots), set()
     for i in range(len(steps) - 1, -1, -1):
         st = steps[i]
         outs = st.outputs if isinstance(st, Step) else st.produces
