@@ -274,7 +274,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     feeds = [torch.randn(i.opt_shape, generator=gen) for i in inputs]
     _check_original_runs(original, feeds, inputs)
     report = netdef.compare(original, model, feeds, dtype=args.dtype, atol=args.atol, rtol=args.rtol,
-                            input_names=[i.name for i in inputs])
+                            input_names=[i.name for i in inputs], prefix=args.prefix, ignore=args.ignore,
+                            tf32=not args.no_tf32, fold_batchnorm=not args.no_fold)
     print(report)
     if args.json:
         from netdef.fileio import atomic_file
@@ -357,8 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("model", help="netdef model spec")
     sp.add_argument("original", help="torch original: file.py:Class, torchvision:name, or a name")
     model_args(sp, weights_required=True)
-    sp.add_argument("--atol", type=_arg(_tolerance), help="absolute tolerance (default by dtype)")
-    sp.add_argument("--rtol", type=_arg(_tolerance), help="relative tolerance (default by dtype)")
+    sp.add_argument("--atol", type=_arg(_tolerance),
+                    help="stage one's floor, in units of each output's RMS (default netdef.tolerance.FLOAT32)")
+    sp.add_argument("--rtol", type=_arg(_tolerance), help="stage one's relative term (default 0)")
+    sp.add_argument("--prefix", default=None,
+                    help="a prefix the original's module paths have and the port's lack (e.g. 'model.')")
+    sp.add_argument("--ignore", action="append", default=[], metavar="PATH",
+                    help="a module path (or pattern, or '<output NAME>') not to compare; repeatable")
+    sp.add_argument("--no-tf32", action="store_true",
+                    help="stage two without TF32 math (for engines built with tf32=False)")
+    sp.add_argument("--no-fold", action="store_true",
+                    help="stage two without BatchNorm folding (for engines built with fold_batchnorm=False)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     sp.add_argument("--json", help="also write the report as JSON here")
 

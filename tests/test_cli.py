@@ -78,6 +78,35 @@ def test_compare_exit_codes(tmp_path, lenet_weights):
     assert json.load(open(tmp_path / "r.json"))["first_failure"] == "conv2"
 
 
+def test_compare_aligns_names_and_chooses_what_stage_two_models(tmp_path, lenet_weights):
+    wrapped = tmp_path / "wrapped.py"
+    wrapped.write_text(textwrap.dedent("""
+        import torch
+        from netdef.models.originals import LeNet5
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = LeNet5()
+
+            def forward(self, x):
+                return self.model(x)
+
+            def load_state_dict(self, state, strict=True):
+                return self.model.load_state_dict(state, strict)
+
+            def state_dict(self, *a, **k):
+                return self.model.state_dict(*a, **k)
+    """))
+    args = ("compare", "lenet5", f"{wrapped}:Wrapped", "-w", lenet_weights, "-s", "x=2,1,28,28")
+    res = run(*args)
+    assert res.returncode == 1 and "produced layers but the torch original has no module 'conv1'" in res.stdout
+    res = run(*args, "--prefix", "model.", "--no-tf32", "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    report = json.load(open(tmp_path / "r.json"))
+    assert report["ok"] and report["precision"] == "float32" and report["unmatched_torch_modules"] == ["model"]
+
+
 def test_errors_are_one_clear_line(tmp_path):
     bad = tmp_path / "bad.wts"
     bad.write_text("2\nconv.weight 1 3f800000\n")
