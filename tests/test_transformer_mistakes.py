@@ -17,14 +17,6 @@ from test_hf_models import pair
 from test_transformer_models import decoder_pair, swin_pair
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 DTYPES = ["float32", "float16"]
 IDS = torch.randint(1, 97, (2, 7), generator=torch.Generator().manual_seed(3))
 

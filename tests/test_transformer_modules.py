@@ -14,13 +14,6 @@ from netdef import nn
 DTYPES = ["float32", "float16"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: torch's intra-op threads only contend on a small shared CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 EMISSIONS = ["fused", "decomposed"]
 E, H, L, S, N = 16, 4, 5, 7, 2
 
