@@ -34,6 +34,7 @@ import tempfile
 import time
 from typing import Any
 from _machine import cpu_model
+from _onnx import build_plan
 
 ROUTES = ("netdef", "onnx-default", "onnx-legacy")
 SHAPES = {"lenet": (1, 1, 28, 28), "resnet50": (1, 3, 224, 224)}
@@ -75,7 +76,6 @@ def child_netdef(model: str, dtype: str, weights: str, out: str) -> dict:
 
 
 def child_onnx(model: str, dtype: str, weights: str, out: str, dynamo: bool | None) -> dict:
-    import importlib
 
     t0 = time.perf_counter()
     import torch
@@ -93,28 +93,9 @@ def child_onnx(model: str, dtype: str, weights: str, out: str, dynamo: bool | No
     with torch.no_grad():
         torch.onnx.export(tm, (x,), onnx_path, input_names=["x"], output_names=["output"], **kwargs)
     t2 = time.perf_counter()
-    t = importlib.import_module(os.environ["NETDEF_BENCH_BACKEND"])
-
-    class Logger(t.ILogger):
-        def __init__(self) -> None:
-            t.ILogger.__init__(self)
-
-        def log(self, severity: Any, msg: str) -> None:
-            print(f"[TensorRT {severity.name}] {msg}")
-
-    logger = Logger()
-    builder = t.Builder(logger)
-    network = builder.create_network(1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = t.OnnxParser(network, logger)
-    if not parser.parse_from_file(onnx_path):
-        raise RuntimeError("OnnxParser: " + "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)))
-    plan = builder.build_serialized_network(network, builder.create_builder_config())
-    if plan is None:
-        raise RuntimeError("TensorRT returned no engine for the ONNX network")
+    plan_bytes = build_plan(onnx_path, out, quiet_info=False)
     t3 = time.perf_counter()
-    with open(out, "wb") as f:
-        f.write(plan)
-    return {"load_s": t1 - t0, "export_s": t2 - t1, "parse_build_s": t3 - t2, "plan_bytes": plan.nbytes}
+    return {"load_s": t1 - t0, "export_s": t2 - t1, "parse_build_s": t3 - t2, "plan_bytes": plan_bytes}
 
 
 def child_main(argv: list[str]) -> int:

@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 from _machine import describe
+from _onnx import build_plan
 
 SEQ = 64
 CONFIGS = {  # a few hundred MB of float32 weights, so weights handling shows next to the fixed costs
@@ -56,7 +57,6 @@ def child_netdef(model: str, dtype: str, path: str, out: str) -> dict:
 
 
 def child_onnx(model: str, dtype: str, path: str, out: str, dynamo: bool) -> dict:
-    import importlib
 
     t0 = time.perf_counter()
     import torch
@@ -85,29 +85,9 @@ def child_onnx(model: str, dtype: str, path: str, out: str, dynamo: bool) -> dic
         torch.onnx.export(wrapped, (ids,), onnx_path, input_names=["input_ids"], output_names=["logits"],
                           dynamo=dynamo)
     t2 = time.perf_counter()
-    t = importlib.import_module(os.environ["NETDEF_BENCH_BACKEND"])
-
-    class Logger(t.ILogger):
-        def __init__(self) -> None:
-            t.ILogger.__init__(self)
-
-        def log(self, severity: Any, msg: str) -> None:
-            if severity <= t.ILogger.Severity.WARNING:
-                print(f"[TensorRT {severity.name}] {msg}")
-
-    logger = Logger()
-    builder = t.Builder(logger)
-    network = builder.create_network(1 << int(t.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = t.OnnxParser(network, logger)
-    if not parser.parse_from_file(onnx_path):
-        raise RuntimeError("OnnxParser: " + "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)))
-    plan = builder.build_serialized_network(network, builder.create_builder_config())
-    if plan is None:
-        raise RuntimeError("TensorRT returned no engine for the ONNX network")
+    plan_bytes = build_plan(onnx_path, out, quiet_info=True)
     t3 = time.perf_counter()
-    with open(out, "wb") as f:
-        f.write(plan)
-    return {"load_s": t1 - t0, "export_s": t2 - t1, "build_s": t3 - t2, "plan_bytes": plan.nbytes}
+    return {"load_s": t1 - t0, "export_s": t2 - t1, "build_s": t3 - t2, "plan_bytes": plan_bytes}
 
 
 def make_checkpoint(model: str, path: str) -> None:
