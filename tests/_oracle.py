@@ -100,15 +100,16 @@ def _floating(a: np.ndarray) -> bool:
     return a.dtype.kind == "f" or a.dtype.name == "bfloat16" or a.dtype.name.startswith("float8")
 
 
-def compare_outputs(model: onnx.ModelProto, expected: list, got: dict, rtol: float, atol: float,
+def compare_outputs(names: list[str], expected: list, got: dict, rtol: float, atol: float,
                     scaled: bool = False) -> None:
-    """ONNX's comparison (onnx.backend.test.runner.Runner.assert_similar_outputs): same shape, same
-    dtype (float64 is float32 in TensorRT), |got - expected| <= atol + rtol * |expected|.
-    scaled=True multiplies atol by max|expected| (for graphs whose values are not of order 1)."""
-    for info, e in zip(model.graph.output, expected):
-        name, e = info.name, _array(e)
+    """ONNX's comparison (onnx.backend.test.runner.Runner.assert_similar_outputs) of the outputs
+    `names`: same shape, same dtype (float64 is float32 in TensorRT), |got - expected| <= atol +
+    rtol * |expected|. scaled=True multiplies atol by max|expected| (for graphs whose values are
+    not of order 1)."""
+    for name, e in zip(names, expected):
+        e = _array(e)
         if name not in got:
-            raise Mismatch(f"output {name!r} is not an output of the parsed network ({sorted(got)})")
+            raise Mismatch(f"output {name!r} is not an output of the network ({sorted(got)})")
         g = netdef.arrays.to_numpy(got[name])
         if g.shape != e.shape:
             raise Mismatch(f"output {name!r} has shape {g.shape}, expected {e.shape}")
@@ -166,7 +167,7 @@ def _run_case(name: str) -> tuple:
         raise NotApplicable(f"layer types without a reference builder: {', '.join(missing)}")
     for inputs, expected in case.data_sets:
         got = netdef.reference.run(network, feed(case.model, inputs, network))
-        compare_outputs(case.model, expected, got, case.rtol, case.atol)
+        compare_outputs([o.name for o in case.model.graph.output], expected, got, case.rtol, case.atol)
     return network, parser
 
 
@@ -287,7 +288,7 @@ def _run_graph(name: str, dtype: str) -> tuple:
         warnings.simplefilter("ignore")
         expected = ReferenceEvaluator(oracle.model(spec.opset)).run(None, oracle.feeds)
     got = netdef.reference.run(network, feed(model, [g.feeds[i.name] for i in model.graph.input], network))
-    compare_outputs(model, expected, got, TOL[dtype], TOL[dtype], scaled=True)
+    compare_outputs([o.name for o in model.graph.output], expected, got, TOL[dtype], TOL[dtype], scaled=True)
     return network, parser
 
 
@@ -300,6 +301,9 @@ _unary("sigmoid", "Sigmoid")
 _unary("gelu", "Gelu")
 _unary("softmax", "Softmax", axis=-1)
 _unary("identity", "Identity")
+_unary("tanh", "Tanh")
+_unary("exp", "Exp")
+_unary("gelu_tanh", "Gelu", approximate="tanh")
 
 
 @graph("clip_0_6")
@@ -307,7 +311,7 @@ def _clip(g: Graph) -> None:
     g.output(g.node("Clip", [g.input(2, 3, 5, 6, scale=4.0), g.floats(0.0), g.floats(6.0)]))
 
 
-for _op in ("Add", "Mul"):
+for _op in ("Add", "Sub", "Mul"):
     graph(f"{_op.lower()}_same_shape")(
         lambda g, op=_op: g.output(g.node(op, [g.input(2, 3, 4, 5), g.input(2, 3, 4, 5)])))
     graph(f"{_op.lower()}_broadcast_weight")(
@@ -341,10 +345,11 @@ _conv("conv_uneven_pads_dilated", 4, 6, 3, pads=(0, 1, 2, 1), dilation=2, bias=T
 
 
 def _deconv(name: str, cin: int, cout: int, k: int, stride: int, pads: tuple, groups: int = 1,
-            output_padding: tuple = (0, 0)) -> None:
+            output_padding: tuple = (0, 0), bias: bool = True) -> None:
     def build(g: Graph) -> None:
         w = g.weight(cin, cout // groups, k, k, scale=1 / np.sqrt(cin * k * k / stride ** 2))
-        g.output(g.node("ConvTranspose", [g.input(2, cin, 5, 6), w, g.weight(cout)], kernel_shape=[k, k],
+        ins = [g.input(2, cin, 5, 6), w] + ([g.weight(cout)] if bias else [])
+        g.output(g.node("ConvTranspose", ins, kernel_shape=[k, k],
                         strides=[stride] * 2, pads=list(pads), group=groups, output_padding=list(output_padding)))
     graph(name)(build)
 
@@ -352,6 +357,8 @@ def _deconv(name: str, cin: int, cout: int, k: int, stride: int, pads: tuple, gr
 _deconv("deconv_4x4_stride2_pad1", 4, 6, 4, 2, (1, 1, 1, 1))
 _deconv("deconv_3x3_stride2_pad1_output_padding1", 4, 6, 3, 2, (1, 1, 1, 1), output_padding=(1, 1))
 _deconv("deconv_3x3_stride2_uneven_pads", 4, 6, 3, 2, (0, 1, 1, 0))  # onnx.reference has no grouped one
+_deconv("deconv_2x2_stride2", 4, 6, 2, 2, (0, 0, 0, 0), bias=False)  # PointPillars' upsampling
+_deconv("deconv_1x1", 4, 6, 1, 1, (0, 0, 0, 0), bias=False)
 
 
 def _pool(name: str, op: str, k: int, stride: int, pads: tuple = (0, 0, 0, 0), size: int = 9, **attrs: Any) -> None:
@@ -454,6 +461,98 @@ def _cast_from_int(g: Graph) -> None:
     g.output(g.node("Add", [g.node("Cast", [i], to=g.elem), g.weight(3, 4)]))
 
 
+@graph("cast_bool")
+def _cast_bool(g: Graph) -> None:
+    above = g.node("Greater", [g.input(2, 3, 4), g.weight(3, 4)])
+    g.output(g.node("Cast", [above], to=g.elem))
+    g.output(g.node("Cast", [above], to=TensorProto.INT32), floating=False, elem=TensorProto.INT32)
+
+
+@graph("pow_broadcast_exponent")
+def _pow(g: Graph) -> None:
+    # integer exponents (YOLOv5 squares), so negative bases are defined
+    g.output(g.node("Pow", [g.input(2, 3, 4, 5), g.floats(np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1))]))
+
+
+@graph("reduce_sum_keepdims")
+def _reduce_sum(g: Graph) -> None:
+    g.output(g.node("ReduceSum", [g.input(2, 3, 4, 5), g.const(np.array([1]))], keepdims=1))
+
+
+@graph("pad_constant_static")
+def _pad(g: Graph) -> None:
+    x = g.input(2, 3, 4, 5)
+    g.output(g.node("Pad", [x, g.const(np.array([0, 0, 1, 2, 0, 0, 2, 1])), g.floats(1.5)], mode="constant"))
+
+
+@graph("int32_broadcast_ops", dtypes=("float32",))
+def _int32_ops(g: Graph) -> None:
+    """Index arithmetic as the detectors' post-processing emits it: int32 comparisons, min/max,
+    sums (elementwise and reduced) against broadcast operands."""
+    rng = np.random.default_rng(3)
+    a = g.int_input(rng.integers(-9, 9, (3, 4), dtype=np.int32))
+    b = g.int_input(rng.integers(-9, 9, (1, 4), dtype=np.int32))
+    g.output(g.node("Greater", [a, b]), floating=False, elem=TensorProto.BOOL)
+    for op in ("Max", "Min", "Add"):
+        g.output(g.node(op, [a, b]), floating=False, elem=TensorProto.INT32)
+    g.output(g.node("ReduceSum", [a, g.const(np.array([0]))], keepdims=0), floating=False, elem=TensorProto.INT32)
+
+
+def _recurrent(name: str, op: str, gates: int, dtypes: tuple = FLOATS) -> None:
+    """A bidirectional LSTM/GRU (opset 22 takes float16 and bfloat16): NVIDIA's parser makes it a
+    TensorRT loop with forward and reversed iterators, recurrences and last-value, concatenated
+    and reversed loop outputs."""
+    def build(g: Graph) -> None:
+        hidden, size = 4, 3
+        ins = [g.input(5, 2, size), g.weight(2, gates * hidden, size), g.weight(2, gates * hidden, hidden),
+               g.weight(2, 2 * gates * hidden, scale=0.1)]
+        for out in g.node(op, ins, outputs=3 if op == "LSTM" else 2, hidden_size=hidden, direction="bidirectional"):
+            g.output(out)
+    graph(name, dtypes, opset=22)(build)
+
+
+_recurrent("lstm_bidirectional", "LSTM", 4)
+# bfloat16: the parser subtracts a float32 constant from the bfloat16 update gate and rejects its own network
+_recurrent("gru_bidirectional", "GRU", 3, dtypes=("float32", "float16"))
+
+
+def _attention(name: str, heads: tuple, causal: bool = False, mask: bool = False) -> None:
+    """ONNX's Attention (opset 23), which the parser maps onto TensorRT's IAttention one to one:
+    (B, H, L, E) query against (B, H_kv, S, E) keys and values, optionally with a bool mask."""
+    def build(g: Graph) -> None:
+        (hq, hk), (b, length, s, e) = heads, (2, 3, 6, 8)
+        ins = [g.input(b, hq, length, e), g.input(b, hk, s, e), g.input(b, hk, s, e)]
+        if mask:
+            allowed = g.rng.random((b, 1, length, s)) < 0.7
+            allowed[..., 0] = True  # every query attends somewhere
+            ins.append(g.int_input(allowed))
+        g.output(g.node("Attention", ins, is_causal=int(causal)))
+    graph(name, opset=23)(build)
+
+
+_attention("attention", (4, 4))
+_attention("attention_causal_gqa", (4, 2), causal=True)
+_attention("attention_bool_mask", (4, 4), mask=True)
+_attention("attention_bool_mask_gqa", (4, 2), mask=True)
+
+
+@graph("rotary_embedding_no_positions", opset=23)
+def _rotary(g: Graph) -> None:
+    """ONNX's RotaryEmbedding on (B, H, S, D) with per-batch cos/sin caches (B, S, D/2)."""
+    b, s, d = 2, 5, 8
+    angles = np.arange(s)[:, None] * 10000.0 ** (-np.arange(d // 2) / (d // 2))
+    cos, sin = (g.floats(np.broadcast_to(f(angles), (b, s, d // 2))) for f in (np.cos, np.sin))
+    g.output(g.node("RotaryEmbedding", [g.input(b, 3, s, d), cos, sin]))
+
+
+@graph("kv_cache_update", opset=24)
+def _kv_cache(g: Graph) -> None:
+    """ONNX's TensorScatter (linear mode), which the parser makes a KV_CACHE_UPDATE layer: each batch
+    item's update rows written into its cache at its write index."""
+    cache, update = g.input(2, 3, 8, 4), g.input(2, 3, 2, 4)
+    g.output(g.node("TensorScatter", [cache, update, g.int_input(np.array([1, 5], np.int64))], axis=2, mode="linear"))
+
+
 def _qdq(g: Graph, x: str, scale: Any, axis: int = 1) -> str:
     s = g.floats(scale) if np.ndim(scale) else g.const(np.float32(scale))
     q = g.node("QuantizeLinear", [x, s], axis=axis, output_dtype=TensorProto.INT8)
@@ -497,25 +596,146 @@ def check_graph(gid: str) -> frozenset:
     return _memo(f"graph {gid}", lambda: _run_graph(name, dt))
 
 
+# ---- torch as the oracle, where no parser-made network has the configuration ------------------------
+# configurations NVIDIA's parser cannot make, with the reason; each is validated against torch
+# (TORCH below) instead, and docs/reference.md lists them with the reason
+UNVALIDATED: dict[str, str] = {
+    **dict.fromkeys([f"MATRIX_MULTIPLY(op0=NONE, op1=TRANSPOSE, batch=broadcast, {dt})" for dt in FLOATS],
+                    "the parser transposes a matrix multiply operand only for Gemm, which is 2-D (batch=same); "
+                    "MatMul after a Transpose node becomes a shuffle and op1=NONE"),
+    **dict.fromkeys([f"NMS(box_format={f}, boxes=shared, float16)" for f in ("CENTER_SIZES", "CORNER_PAIRS")],
+                    "ONNX's NonMaxSuppression takes float32 boxes and scores only"),
+    "SLICE(STRICT_BOUNDS, inputs=start, stride=1)": (
+        "the parser's Slice derives the size from starts and ends, so a dynamic start always comes with a size "
+        "input (inputs=start+size)"),
+}
+
+TORCH: dict[str, tuple[Callable[[str], tuple], tuple]] = {}
+
+
+def torch_check(name: str, dtypes: tuple = FLOATS) -> Callable:
+    """Register `build(dtype) -> (network, feeds, expected {output: array})`: a netdef network made
+    as the shipped models make it, its inputs, and torch's outputs for them (computed in float32
+    from the same values, rounded to `dtype` where they enter the network)."""
+    def deco(build: Callable[[str], tuple]) -> Callable:
+        if name in TORCH:
+            raise RuntimeError(f"torch check {name!r} is defined twice")
+        TORCH[name] = (build, dtypes)
+        return build
+    return deco
+
+
+def _rounded(rng: np.random.Generator, dt: str, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(_NP[dt]).astype(np.float32)
+
+
+@torch_check("linear_3d")
+def _linear_3d(dt: str) -> tuple:
+    """nn.Linear on a (batch, sequence, features) input, as the language models' projections and
+    the recurrent layers' input products: a matrix multiply by the transposed weight, broadcast
+    over the batch."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    w, b, x = _rounded(rng, dt, 5, 8) / 3, _rounded(rng, dt, 5), _rounded(rng, dt, 2, 7, 8)
+    port = netdef.nn.Linear(8, 5)
+    port.load_state_dict({"weight": w, "bias": b})
+    net = netdef.trace(port, netdef.Input("x", x.shape), dtype=dt)
+    want = torch.nn.functional.linear(*(torch.from_numpy(a) for a in (x, w, b))).numpy()
+    return net, {"x": x}, {"output": want}
+
+
+@torch_check("getitem_dynamic_start", dtypes=("float32",))
+def _getitem_dynamic_start(dt: str) -> tuple:
+    """x[:, -1] on a sequence of dynamic length (the last token's logits): the slice starts at a
+    computed index and has a static size."""
+    rng = np.random.default_rng(1)
+    x = _rounded(rng, dt, 2, 5, 3)
+    net = netdef.trace(lambda t: t[:, -1], netdef.Input("x", (2, ("seq", 1, 4, 7), 3)), dtype=dt)
+    import torch
+
+    return net, {"x": x}, {"output": torch.from_numpy(x)[:, -1].numpy()}
+
+
+def _nms_case(box_format: str, dt: str) -> tuple:
+    """netdef.ops.multiclass_nms against torchvision.ops.batched_nms (per image, the class as the
+    category, candidates above the score threshold, the best `max_detections`). Coordinates are
+    small integers and scores multiples of 1/64, exact in float16; every IoU is at least 0.02 from
+    the threshold, so float16 arithmetic cannot flip a decision."""
+    import torch
+    import torchvision
+
+    b, n, c, d, iou, conf = 2, 12, 3, 10, 0.45, 0.4
+    rng = np.random.default_rng(2)
+    while True:
+        lo = rng.integers(0, 12, (b, n, 2))
+        xyxy = np.concatenate([lo, lo + rng.integers(4, 13, (b, n, 2))], -1).astype(np.float32)
+        ious = np.stack([torchvision.ops.box_iou(t, t).numpy() for t in torch.from_numpy(xyxy).double()])
+        if np.abs(ious - iou).min() > 0.02:
+            break
+    scores = np.stack([rng.permutation(n * c) + 1 for _ in range(b)]).reshape(b, n, c).astype(np.float32) / 64
+    boxes = xyxy if box_format == "xyxy" else torchvision.ops.box_convert(torch.from_numpy(xyxy), "xyxy",
+                                                                          "cxcywh").numpy()
+    want = {"det_boxes": np.zeros((b, d, 4), np.float32), "det_scores": np.zeros((b, d), np.float32),
+            "det_labels": np.full((b, d), -1, np.int64), "det_count": np.zeros(b, np.int64)}
+    for i in range(b):
+        box, cls = np.nonzero(scores[i] > conf)
+        kept = torchvision.ops.batched_nms(torch.from_numpy(xyxy[i][box]), torch.from_numpy(scores[i][box, cls]),
+                                           torch.from_numpy(cls), iou).numpy()
+        assert len(kept) < len(box), "the case must suppress candidates"
+        keep = kept[:d]
+        k = len(keep)
+        want["det_boxes"][i, :k], want["det_scores"][i, :k] = boxes[i][box[keep]], scores[i][box[keep], cls[keep]]
+        want["det_labels"][i, :k], want["det_count"][i] = cls[keep], k
+    assert 0 < want["det_count"].min() < d, "the case must pad an image's rows past its detections"
+
+    def detect(bx: Any, sc: Any) -> tuple:
+        return netdef.ops.multiclass_nms(bx, sc, iou, conf, d, box_format=box_format)
+    net = netdef.trace(detect, netdef.Input("boxes", (b, n, 4)), netdef.Input("scores", (b, n, c)), dtype=dt,
+                       output_names=list(want))
+    return net, {"boxes": boxes, "scores": scores}, want
+
+
+torch_check("multiclass_nms_xyxy", dtypes=("float32", "float16"))(functools.partial(_nms_case, "xyxy"))
+torch_check("multiclass_nms_cxcywh", dtypes=("float32", "float16"))(functools.partial(_nms_case, "cxcywh"))
+
+
+def torch_ids() -> list[str]:
+    return [f"{name}[{dt}]" for name, (_, dts) in TORCH.items() for dt in dts]
+
+
+def _run_torch(name: str, dt: str) -> tuple:
+    net, feeds, want = TORCH[name][0](dt)
+    got = netdef.reference.run(net, feeds)
+    compare_outputs(list(want), list(want.values()), got, TOL[dt], TOL[dt], scaled=True)
+    return net, None
+
+
+def check_torch(tid: str) -> frozenset:
+    """Run torch check `tid` ("name[dtype]"): the netdef network through the reference runner
+    against torch; returns the network's configurations. Raises Mismatch or the runner's error."""
+    name, dt = re.fullmatch(r"(.+)\[(\w+)\]", tid).groups()
+    return _memo(f"torch {tid}", lambda: _run_torch(name, dt))
+
+
 # ---- the configurations the shipped models emit -----------------------------------------------------
 # a second input shape for models that take other sizes, where 64x64 images are not one of them
 OTHER_SHAPES = {"crnn": (1, 1, 32, 160), "gru_classifier": (2, 7, 40)}
 
 
-def shipped_configurations() -> dict[Config, set[str]]:
-    """Configuration -> models that emit it, for every model of netdef.models.MODELS traced at its
-    default input shape (and at 64x64 where the model takes other sizes) in float32, float16 and
-    bfloat16, plus the int8 Q/DQ network netdef.quantize makes for ResNet-18.
-
-    Configurations depend on weights only through which scale-layer weights act, so the float
+def _constant_weights(model: Any, dt: str) -> None:
+    """Configurations depend on weights only through which scale-layer weights act, so the float
     traces use constant weights of 0.5 (BatchNorm then has a scale and a shift, as with real
     weights; drawing VGG's 138M random defaults and converting them to bfloat16 takes ~10 s)."""
-    import torch
+    for _, p in model.named_parameters():
+        p.data = np.full(p.shape, 0.5, dtype=dtypes.to_numpy(dt))
+
+
+def _bundled() -> Any:
+    """(label, network) for every model of netdef.models.MODELS at its default input shape (and at
+    64x64 where the model takes other sizes) in float32, float16 and bfloat16."""
     from netdef.models import MODELS, create
 
-    from netdef.quantize import calibrate
-
-    found: dict[Config, set[str]] = collections.defaultdict(set)
     for name, entry in MODELS.items():
         model = create(name)
         shapes = [entry.input_shape]
@@ -524,37 +744,104 @@ def shipped_configurations() -> dict[Config, set[str]]:
         elif name not in ("lenet5", "vit_b_16"):  # fixed-size inputs
             shapes.append((1, entry.input_shape[1], 64, 64))
         for dt in FLOATS:
-            for _, p in model.named_parameters():
-                p.data = np.full(p.shape, 0.5, dtype=dtypes.to_numpy(dt))
+            _constant_weights(model, dt)
             for shape in shapes:
-                for c in configurations(netdef.trace(model, netdef.Input("x", shape), dtype=dt)):
-                    found[c].add(name)
-    # int8: realistic weights (random, with random BatchNorm statistics, as the model tests use)
+                yield name, netdef.trace(model, netdef.Input("x", shape), dtype=dt)
+
+
+def _int8() -> Any:
+    """The int8 Q/DQ network netdef.quantize makes for ResNet-18, with realistic weights (random,
+    with random BatchNorm statistics, as the model tests use)."""
+    import torch
     import torchvision
     from helpers import random_original
+    from netdef.models import MODELS, create
+
+    from netdef.quantize import calibrate
 
     batch = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     model = create("resnet18")
     model.load_state_dict(random_original(torchvision.models.resnet18(weights=None), batch).state_dict())
     config = calibrate(model, [batch])
-    net = netdef.trace(model, netdef.Input("x", MODELS["resnet18"].input_shape), quantization=config)
-    for c in configurations(net):
-        found[c].add("resnet18 int8")
-    return dict(found)
+    yield "resnet18 int8", netdef.trace(model, netdef.Input("x", MODELS["resnet18"].input_shape), quantization=config)
+
+
+def _language_models() -> Any:
+    """GPT-2 and Llama built from small `transformers` configs (as tests/test_hf_models.py; no
+    download): the whole-sequence network and the KV-cache step network netdef.generate runs, in
+    every float dtype, in the default emission (fused where the backend has TensorRT's attention,
+    rotary and KV-cache layers) and, where it has them, decomposed (netdef.functional.emission)."""
+    import transformers
+    from netdef.models import gpt2, llama
+
+    from netdef import functional as F
+    from netdef.generation import step_network
+
+    small = {"vocab_size": 97, "bos_token_id": 0, "eos_token_id": None, "pad_token_id": 0}
+    ports = {
+        "gpt2": gpt2.GPT2LMHeadModel(transformers.GPT2Config(n_positions=64, n_embd=32, n_layer=2, n_head=4,
+                                                             **small).to_dict()),
+        "llama": llama.LlamaForCausalLM(transformers.LlamaConfig(
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=64, rope_parameters={"rope_type": "default", "rope_theta": 500.0},
+            **small).to_dict()),
+    }
+    ops = ("attention", "rotary", "kv_cache")
+    emissions = [("", {})]  # the default: each op fused where the backend has its layer
+    if any(F.has_layer(op) for op in ops):
+        emissions.append((" decomposed", dict.fromkeys(ops, "decomposed")))
+    for suffix, chosen in emissions:
+        for name, port in ports.items():
+            for dt in FLOATS:
+                _constant_weights(port, dt)
+                with F.emission(**chosen):
+                    yield name + suffix, netdef.trace(port, netdef.Input("x", (2, 7), "int64"), dtype=dt)
+                    yield f"{name} step{suffix}", step_network(port, batch=2, seq=(1, 7, 7), cache=16, dtype=dt)
+
+
+def _detectors() -> Any:
+    """YOLOv5n's DetectionModel (Detect and NMS) and PointPillars in float32 and float16 (TensorRT's
+    NMS layer takes no bfloat16: tracing them in bfloat16 fails and names the NMS module)."""
+    from netdef.models import pointpillars, yolov5
+
+    cfg = pointpillars.Config(max_detections=20)
+    clouds = [pointpillars.synthetic_scene(cfg, s) for s in (10, 11)]
+    voxels, num, coords = pointpillars.voxelize(clouds, cfg)
+    pillars = (netdef.Input("voxels", voxels.shape), netdef.Input("voxel_num_points", num.shape, "int32"),
+               netdef.Input("voxel_coords", coords.shape, "int32"))
+    for dt in ("float32", "float16"):
+        model = yolov5.DetectionModel(max_det=10)
+        _constant_weights(model, dt)
+        yield "yolov5n DetectionModel", netdef.trace(model, netdef.Input("x", (1, 3, 64, 64)), dtype=dt)
+        model = pointpillars.PointPillar(cfg)
+        _constant_weights(model, dt)
+        yield "pointpillars", netdef.trace(model, *pillars, dtype=dt)
+
+
+@functools.cache
+def shipped_configurations() -> dict[Config, frozenset[str]]:
+    """Configuration -> the models that emit it, for every model netdef ships: netdef.models.MODELS,
+    the int8 ResNet-18, GPT-2 and Llama (models/gpt2.py, models/llama.py) and the detectors
+    (YOLOv5's DetectionModel, PointPillars). Traced once per process (~10 s)."""
+    found: dict[Config, set[str]] = collections.defaultdict(set)
+    for source in (_bundled, _int8, _language_models, _detectors):
+        for label, net in source():
+            for c in configurations(net):
+                found[c].add(label)
+    return {c: frozenset(labels) for c, labels in found.items()}
 
 
 # ---- evidence and the docs table ---------------------------------------------------------------------
-# configurations no parser-made network can show, with the reason (docs/reference.md lists them)
-UNVALIDATED: dict[str, str] = {}
-
 
 def evidence() -> dict[Config, list[str]]:
-    """Configuration -> the validated parser-made networks that contain it: every ONNX node case the
-    runner passes (its expected outputs are ONNX's) and every graph of GRAPHS that matches
-    onnx.reference. A network that fails validation is no evidence."""
+    """Configuration -> the validated networks that contain it: every ONNX node case the runner
+    passes (its expected outputs are ONNX's), every graph of GRAPHS that matches onnx.reference
+    ("graph ..."), and every TORCH check that matches torch ("torch ..."). A network that fails
+    validation is no evidence."""
     found: dict[Config, list[str]] = collections.defaultdict(list)
     for name, check in [*((f"graph {g}", functools.partial(check_graph, g)) for g in graph_ids()),
-                        *((n, functools.partial(check_case, n)) for n in sorted(cases()))]:
+                        *((n, functools.partial(check_case, n)) for n in sorted(cases())),
+                        *((f"torch {t}", functools.partial(check_torch, t)) for t in torch_ids())]:
         try:
             validated = check()
         except (Mismatch, NotApplicable, netdef.reference.RunnerError):
@@ -564,39 +851,67 @@ def evidence() -> dict[Config, list[str]]:
     return dict(found)
 
 
+def by_parser(names: list[str]) -> list[str]:
+    """The evidence of parser-made networks (ONNX node cases and GRAPHS) among `names`."""
+    return [n for n in names if not n.startswith("torch ")]
+
+
 def _models(names: set[str]) -> str:
+    """"all 15 models" for netdef.models.MODELS, and each model's networks in one entry:
+    "gpt2 (default, decomposed, step, step decomposed)"."""
     from netdef.models import MODELS
 
-    if set(MODELS) <= names:
-        rest = sorted(names - set(MODELS))
-        return ", ".join([f"all {len(MODELS)} models", *rest])
+    rest = set(names)
+    shown = []
+    if set(MODELS) <= rest:
+        shown.append(f"all {len(MODELS)} models")
+        rest -= set(MODELS)
+    groups: dict[str, list[str]] = collections.defaultdict(list)
+    for n in rest:
+        base, _, variant = n.partition(" ")
+        groups[base].append(variant)
     order = {n: i for i, n in enumerate(MODELS)}
-    return ", ".join(sorted(names, key=lambda n: (order.get(n.split()[0], 99), n)))
+    for base in sorted(groups, key=lambda b: (order.get(b, 99), b)):
+        variants = sorted(groups[base], key=lambda v: (len(v.split()), v))
+        shown.append(base if variants == [""] else f"{base} ({', '.join(v or 'default' for v in variants)})")
+    return ", ".join(shown)
+
+
+def _first(names: list[str], prefix: str = "") -> str:
+    shown = ", ".join(f"`{n.removeprefix(prefix)}`" for n in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def markdown(shipped: dict[Config, set[str]], found: dict[Config, list[str]]) -> str:
     """The coverage table of docs/reference.md: one row per configuration the shipped models emit.
 
     The evidence column names up to three GRAPHS that validate the configuration (node cases where
-    no graph does); the last column says whether passing ONNX node cases contain it
-    too (their names change as builders are registered, so the table does not list them)."""
-    rows = [("| configuration | emitted by | validated by (onnx.helper graphs of tests/_oracle.py) "
-             "| in passing ONNX node cases |"), "| --- | --- | --- | --- |"]
-    validated = 0
+    no graph does; the TORCH checks, with the reason of UNVALIDATED, where no parser-made network
+    has it); the last column says whether passing ONNX node cases contain it too (their names
+    change as builders are registered, so the table does not list them)."""
+    rows = [("| configuration | emitted by | validated by (onnx.helper graphs of tests/_oracle.py; torch checks where "
+             "the parser cannot make it) | in passing ONNX node cases |"), "| --- | --- | --- | --- |"]
+    parser = by_torch = 0
     for c in sorted(shipped, key=str):
         names = found.get(c, [])
-        graphs = [n.removeprefix("graph ") for n in names if n.startswith("graph ")]
-        nodes = [n for n in names if not n.startswith("graph ")]
+        graphs = [n for n in names if n.startswith("graph ")]
+        nodes = [n for n in by_parser(names) if not n.startswith("graph ")]
+        checks = [n for n in names if n.startswith("torch ")]
         if graphs:
-            shown = ", ".join(f"`{g}`" for g in graphs[:3]) + (f" and {len(graphs) - 3} more" if len(graphs) > 3 else "")
+            shown = _first(graphs, "graph ")
         elif nodes:
-            shown = "node cases " + ", ".join(f"`{n}`" for n in nodes[:3]) + (" and more" if len(nodes) > 3 else "")
+            shown = "node cases " + _first(nodes)
+        elif checks:
+            shown = f"torch: {_first(checks, 'torch ')} (no parser-made network: {UNVALIDATED.get(str(c), '?')})"
         else:
             shown = f"**not independently validated**: {UNVALIDATED.get(str(c), 'no evidence')}"
-        validated += bool(names)
+        parser += bool(graphs or nodes)
+        by_torch += bool(checks) and not (graphs or nodes)
         rows.append(f"| `{c}` | {_models(shipped[c])} | {shown} | {'yes' if nodes else 'no'} |")
-    head = (f"{validated} of {len(shipped)} configurations the shipped models emit are validated independently "
-            f"(backend {netdef.backend.trt().__name__} {netdef.backend.trt().__version__}).")
+    head = (f"{parser + by_torch} of {len(shipped)} configurations the shipped models emit are validated independently: "
+            f"{parser} in networks NVIDIA's parser made (against onnx.reference or ONNX's expected outputs), {by_torch} "
+            f"against torch where the parser cannot make them (backend {netdef.backend.trt().__name__} "
+            f"{netdef.backend.trt().__version__}).")
     return "\n".join([head, "", *rows]) + "\n"
 
 

@@ -36,7 +36,7 @@ class Config(NamedTuple):
         return f"{self.kind}({inner})" if inner else self.kind
 
 
-_BARE = ("op", "mode", "dtype")  # attributes shown by value only
+_BARE = ("op", "mode", "kind", "dtype")  # attributes shown by value only
 
 
 # ---- readers of what TensorRT holds ----------------------------------------------------------------
@@ -232,6 +232,38 @@ def _dtype_only(layer: Any) -> dict:
     return {"dtype": _precision(layer)}
 
 
+def _attention(layer: Any) -> dict:
+    """ATTENTION_INPUT computes the attention (reference/layers/attention.py): the causal kind, the
+    mask (a bool mask selects keys, a floating one is added to the scores), grouped-query heads
+    and key/value lengths select different code."""
+    att = layer.attention
+    kind = getattr(att, "causal_kind", None)
+    causal = kind.name if kind is not None else ("UPPER_LEFT" if att.causal else "NONE")
+    mask = _input(layer, 3)
+    heads = [tuple(layer.get_input(i).shape)[1] for i in (0, 1)]
+    out = {"norm": att.norm_op.name, "causal": causal,
+           "mask": "none" if mask is None else ("bool" if _dt(mask) == "bool" else "added"),
+           "heads": "same" if heads[0] == heads[1] else "grouped"}
+    if _input(layer, 6) is not None:
+        out["kv_lengths"] = "input"
+    out["dtype"] = _dt(layer.get_input(0))
+    return out
+
+
+def _rotary(layer: Any) -> dict:
+    dim, d = layer.rotary_embedding_dim, tuple(layer.get_input(0).shape)[-1]
+    return {"interleaved": str(bool(layer.interleaved)).lower(),
+            "rotated": "all" if dim in (0, d) else "part",
+            "positions": "input" if _input(layer, 3) is not None else "none", "dtype": _precision(layer)}
+
+
+def _nms(layer: Any) -> dict:
+    """The candidates' dtype (IoU and scores are computed in it), not the indices' int32/int64."""
+    boxes = layer.get_input(0)
+    return {"box_format": layer.bounding_box_format.name,
+            "boxes": "per class" if len(boxes.shape) == 4 else "shared", "dtype": _dt(boxes)}
+
+
 # layer type -> reader of its key attributes; a type not listed is one configuration per output dtype
 _READERS: dict[str, Callable[[Any], dict]] = {
     "ACTIVATION": lambda la: {"op": la.type.name, "dtype": _precision(la)},  # `type`: the ActivationType
@@ -263,6 +295,13 @@ _READERS: dict[str, Callable[[Any], dict]] = {
     "PARAMETRIC_RELU": _dtype_only,
     "EINSUM": _dtype_only,
     "LRN": _dtype_only,
+    "ATTENTION_INPUT": _attention,
+    "ROTARY_EMBEDDING": _rotary,
+    "KV_CACHE_UPDATE": lambda la: {"mode": la.cache_mode.name, "dtype": _precision(la)},
+    "NMS": _nms,
+    "TRIP_LIMIT": lambda la: {"kind": la.kind.name},
+    "ITERATOR": lambda la: {"reverse": str(bool(la.reverse)).lower(), "dtype": _precision(la)},
+    "LOOP_OUTPUT": lambda la: {"kind": la.kind.name, "dtype": _precision(la)},
     "GRID_SAMPLE": lambda la: {"mode": la.interpolation_mode.name, "sample": la.sample_mode.name,
                                "align_corners": str(la.align_corners).lower(), "dtype": _precision(la)},
     # data movement: values are copied, so neither attributes nor dtype change the semantics
