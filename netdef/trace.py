@@ -92,6 +92,14 @@ def _trace_into(net: Network, model: Any, inputs: Sequence[Input], output_names:
             output_names = ["output"] if len(outs) == 1 else [f"output{i}" for i in range(len(outs))]
         if len(output_names) != len(outs):
             raise TraceError(f"{len(output_names)} output names given for {len(outs)} outputs")
+        taken = {i.name for i in inputs}
+        for oname in output_names:  # TensorRT names tensors uniquely: an output cannot share a name
+            if not isinstance(oname, str) or not oname:
+                raise TraceError(f"output names are non-empty strings, got {oname!r}")
+            if oname in taken:
+                what = "an input" if oname in {i.name for i in inputs} else "another output"
+                raise TraceError(f"output name {oname!r} is also the name of {what}; give it another name")
+            taken.add(oname)
         for t, oname in zip(outs, output_names):
             if dtypes.is_floating(t.dtype):
                 t = cast(_before_override_cast(net, t, out_dtype), out_dtype)

@@ -89,3 +89,23 @@ def test_describe_plan_without_sidecar(tmp_path):
     path.write_bytes(bytes(plan))
     text = describe_plan(str(path))
     assert f"{len(plan):,} bytes" in text and "no sidecar" in text
+
+
+def test_output_names_must_differ_from_inputs_and_each_other():
+    import pytest
+
+    import netdef
+    from netdef import functional as F
+    from netdef import nn
+
+    class Two(nn.Module):
+        def forward(self, boxes):
+            return F.relu(boxes), F.sigmoid(boxes)
+
+    spec = netdef.Input("boxes", (2, 4))
+    with pytest.raises(netdef.TraceError, match="output name 'boxes' is also the name of an input"):
+        netdef.trace(Two(), spec, output_names=["boxes", "scores"])
+    with pytest.raises(netdef.TraceError, match="output name 'a' is also the name of another output"):
+        netdef.trace(Two(), spec, output_names=["a", "a"], dtype="float16")
+    net = netdef.trace(Two(), spec, output_names=["kept", "scores"])
+    assert net.outputs == ["kept", "scores"]
