@@ -244,14 +244,41 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from netdef import inspect as nd_inspect
 
-    if os.path.isfile(args.model) and not args.model.endswith(".py"):
+    is_plan = os.path.isfile(args.model) and not args.model.endswith(".py")
+    if args.python and is_plan:
+        raise NetdefError(f"--python writes a network's layers, and a plan's cannot be read back: name the model "
+                          f"that {args.model} was built from")
+    if args.output and not args.python:
+        raise NetdefError("-o/--output is where --python writes the script; add --python")
+    if args.python and not args.output:
+        raise NetdefError("--python needs -o FILE.py: the script and its weights (FILE.safetensors) are written there")
+    if is_plan:
         print(nd_inspect.describe_plan(args.model))
         return 0
     import netdef
 
     model = _model_with_weights(args)
     net = netdef.trace(model, *_inputs(args, model), dtype=args.dtype)
+    if args.python:
+        return _write_python(args, net)
     print(nd_inspect.describe_network(net, calls=args.calls))
+    return 0
+
+
+def _write_python(args: argparse.Namespace, net: Any) -> int:
+    """`inspect --python`: the raw-API script and its weights beside it."""
+    from netdef import codegen
+
+    stem = os.path.splitext(os.path.basename(args.output))[0]
+    script = codegen.python(net, f"{stem}.safetensors")
+    path, weights_path = script.save(args.output)
+    size = os.path.getsize(weights_path)
+    print(f"wrote {args.output} ({script.layers} layers in {len(script.modules)} module blocks) and "
+          f"{os.path.relpath(weights_path)} ({size:,} bytes); run `python {args.output} --engine "
+          f"{stem}.engine` to build it without netdef")
+    if not args.weights:
+        print(f"netdef {args.command}: warning: no -w given: the weights are the model's random initial values",
+              file=sys.stderr)
     return 0
 
 
@@ -351,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("model", metavar="MODEL_OR_PLAN", help="model spec, or an .engine file")
     model_args(sp)
     sp.add_argument("--calls", action="store_true", help="also show every layer attribute TensorRT holds")
+    sp.add_argument("--python", action="store_true",
+                    help="write the network as a standalone raw TensorRT API script (-o FILE.py; weights beside it)")
+    sp.add_argument("--output", "-o", metavar="FILE.py", help="where --python writes the script")
 
     sp = add("compare", cmd_compare, "Compare every module of a netdef model with its torch original "
              "on random inputs; exit code 1 when a module diverges.")
