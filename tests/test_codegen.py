@@ -12,22 +12,18 @@ import importlib.util
 import os
 import shutil
 import subprocess
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import bare_env
+from netdef.models import MODELS, create
 
 import netdef
 from netdef import backend, codegen
 from netdef.arrays import weights_array
 from netdef.inspect import layer_attributes
-from netdef.models import MODELS, create
 
 torch = pytest.importorskip("torch")
-
-from helpers import bare_env
 
 # small inputs, so the whole file stays fast; ViT's position embedding fixes 224x224
 SHAPES = {"lenet5": (1, 1, 28, 28), "vit_b_16": (1, 3, 224, 224), "crnn": (1, 1, 32, 64),
@@ -361,8 +357,9 @@ def test_differences_name_a_changed_attribute_or_weight(generated, tmp_path):
 
 
 def test_cli_writes_the_script_and_its_weights(tmp_path, capsys):
-    from netdef.cli import main
     from netdef.models.lenet import WEIGHTS_DIR
+
+    from netdef.cli import main
 
     out = tmp_path / "lenet.py"
     weights = os.path.join(WEIGHTS_DIR, "lenet5.safetensors")
