@@ -303,11 +303,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     report = netdef.compare(original, model, feeds, dtype=args.dtype, atol=args.atol, rtol=args.rtol,
                             input_names=[i.name for i in inputs])
     print(report)
-    if args.json:
-        from netdef.fileio import atomic_file
+    from netdef.fileio import atomic_file
 
+    if args.json:
         with atomic_file(args.json) as f:
             f.write(report.to_json().encode())
+    if args.html:
+        with atomic_file(args.html) as f:
+            f.write(report.to_html(f"netdef compare {args.model} {args.original}").encode())
+        print(f"wrote {args.html}")
     return 0 if report.ok else EXIT_MISMATCH
 
 
@@ -391,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--rtol", type=_arg(_tolerance), help="relative tolerance (default by dtype)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     sp.add_argument("--json", help="also write the report as JSON here")
+    sp.add_argument("--html", help="also write the report as a self-contained HTML page here (chart, table, "
+                    "module tree)")
 
     sp = add("demo", cmd_demo, "The main job: build LeNet-5 from the shipped weights, verify it layer "
              "by layer against PyTorch, classify held-out digits.")
