@@ -330,6 +330,20 @@ def _check_original_runs(original: Any, feeds: Sequence[Any], inputs: Sequence[A
                           "check --shape") from None
 
 
+def cmd_triton(args: argparse.Namespace) -> int:
+    from netdef import triton
+
+    repo = triton.write_repository(args.engine, args.output, args.name, version=args.version,
+                                   max_batch_size=args.max_batch_size, instances=args.instances,
+                                   gpus=triton.parse_gpus(args.gpus) if args.gpus else None,
+                                   max_queue_delay_us=args.max_queue_delay_us, allow_rtx=args.allow_rtx)
+    print(triton.describe(repo))
+    if args.allow_rtx:
+        print(f"netdef {args.command}: warning: {args.engine} is a TensorRT-RTX plan: Triton's TensorRT backend "
+              "(classic TensorRT) will refuse to load it; see docs/serving.md", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from netdef import demo
 
@@ -397,6 +411,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", help="also write the report as JSON here")
     sp.add_argument("--html", help="also write the report as a self-contained HTML page here (chart, table, "
                     "module tree)")
+
+    sp = add("triton", cmd_triton, "Write a Triton Inference Server model repository for a saved engine: "
+             "<name>/config.pbtxt (platform tensorrt_plan, inputs/outputs, batching from the profile, instance "
+             "groups) and <name>/<version>/model.plan.")
+    sp.add_argument("engine", help="a saved engine (with its .json sidecar)")
+    sp.add_argument("--output", "-o", required=True, metavar="REPOSITORY", help="the model repository folder")
+    sp.add_argument("--name", help="model name (default: the engine file's name)")
+    sp.add_argument("--version", type=int, default=1, help="model version folder (default 1)")
+    sp.add_argument("--max-batch-size", type=int, metavar="N",
+                    help="Triton's max_batch_size (default: the profile's largest batch when every input and "
+                         "output is batched along a dynamic first dimension, else 0; 0 turns batching off)")
+    sp.add_argument("--instances", type=int, default=1, help="engine instances per GPU (default 1)")
+    sp.add_argument("--gpus", help="GPU indices to place instances on, e.g. 0,1 (default: every GPU)")
+    sp.add_argument("--max-queue-delay-us", type=int, default=100,
+                    help="how long dynamic batching waits to fill a batch, in microseconds (default 100)")
+    sp.add_argument("--allow-rtx", action="store_true",
+                    help="write the repository for a TensorRT-RTX plan anyway (Triton's TensorRT backend cannot load it)")
 
     sp = add("demo", cmd_demo, "The main job: build LeNet-5 from the shipped weights, verify it layer "
              "by layer against PyTorch, classify held-out digits.")
