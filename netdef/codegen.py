@@ -181,7 +181,6 @@ class _Call:
     expr: str
     consumed: tuple[int, ...]
     attrs: list[str] = field(default_factory=list)
-    target: str = "layer"  # the variable the object is held in
 
 
 class _Generator:
@@ -196,8 +195,7 @@ class _Generator:
         self.weights: dict[str, np.ndarray] = {}
         self._digests: dict[tuple, str] = {}
         self.pending: dict[str, list[str]] = {}  # tensor name -> set_input lines waiting for it
-        self.objects: dict[int, str] = {}  # id(ILoop/IIfConditional/IAttention) -> variable
-        self.keep: list[Any] = []  # wrappers kept alive, so their ids stay unique
+        self.owners: list[tuple[Any, str]] = []  # (ILoop or IIfConditional, its variable)
         self.modules: list[str] = []
         self.index = 0  # of the layer being written
 
@@ -284,8 +282,8 @@ class _Generator:
         call = emit(self, layer)
         if call is None:  # written by another layer (ATTENTION_OUTPUT by its ATTENTION_INPUT)
             return
-        target = call.target
-        self.lines.append(f"{target} = {call.expr}" if call.expr else "")
+        target = "layer"
+        self.lines.append(f"{target} = {call.expr}")
         self.lines.extend(call.attrs)
         deferred = []
         for j in range(layer.num_inputs):
@@ -323,12 +321,13 @@ class _Generator:
                 self.lines.append(line.format(v))
 
     def owner_var(self, obj: Any, make: Callable[[str], list[str]], name: str, suffix: str) -> str:
-        """The variable of a loop, conditional or attention object; created on first sight."""
-        for kept in self.keep:
+        """The variable of a loop or conditional, created on first sight. The bindings give one
+        Python object per TensorRT object while it is referenced, so the objects are kept here."""
+        for kept, var in self.owners:
             if kept is obj:
-                return self.objects[id(obj)]
-        self.keep.append(obj)
-        var = self.objects[id(obj)] = self.new_var(name, suffix)
+                return var
+        var = self.new_var(name, suffix)
+        self.owners.append((obj, var))
         self.lines.extend(make(var))
         return var
 

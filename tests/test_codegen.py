@@ -8,8 +8,11 @@ interpreter that cannot import netdef, and builds a plan for each model there.
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
+import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -153,6 +156,67 @@ def generated(tmp_path_factory):
     return get
 
 
+# ---- the script's TensorRT names exist in classic TensorRT too -----------------------------------
+API_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "tensorrt_api")
+
+
+def classic_api(version: str) -> dict:
+    with open(os.path.join(API_DIR, f"tensorrt-{version}.json")) as f:
+        return json.load(f)
+
+
+def missing_names(source: str, api: dict) -> set[str]:
+    """The TensorRT names a generated script uses that `api` (a recorded bindings API,
+    tests/data/tensorrt_api) lacks: `trt.X` and `trt.X.Y`, and every attribute or method used on a
+    variable whose class follows from the calls that made it (signatures' return types)."""
+    classes, module = api["classes"], set(api["module"])
+    types = {"network": "INetworkDefinition"}  # define(network)
+    missing = set()
+
+    def returns(cls: str, method: str) -> str | None:
+        sigs = classes.get(cls, {}).get("signatures", {}).get(method) or []
+        m = re.search(r"-> (\w+)$", sigs[0]) if sigs else None
+        return m.group(1) if m and m.group(1) in classes else None
+
+    def type_of(node) -> str | None:
+        if isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+                if f.value.id == "trt":
+                    return f.attr if f.attr in classes else None
+                owner = types.get(f.value.id)
+                return returns(owner, f.attr) if owner else None
+            if isinstance(f, ast.Name) and f.id == "named":
+                return "ITensor"
+        if isinstance(node, ast.Name):
+            return types.get(node.id)
+        return None
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                and isinstance(node.value.value, ast.Name) and node.value.value.id == "trt":
+            if node.attr not in classes.get(node.value.attr, {}).get("members", ()):
+                missing.add(f"{node.value.attr}.{node.attr}")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "trt":
+            if node.attr not in module and node.attr not in classes and not node.attr.startswith("__"):
+                missing.add(node.attr)
+    for node in ast.walk(tree):  # assignments in source order: the variables' classes
+        if isinstance(node, ast.Assign):
+            t = type_of(node.value)
+            for target in node.targets:
+                names = target.elts if isinstance(target, ast.Tuple) else [target]
+                for name in names:
+                    if isinstance(name, ast.Name) and t is not None:
+                        types[name.id] = t
+        for sub in ast.walk(node) if isinstance(node, (ast.Assign, ast.Expr)) else ():
+            if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id in types:
+                cls = types[sub.value.id]
+                if sub.attr not in classes.get(cls, {}).get("members", ()):
+                    missing.add(f"{cls}.{sub.attr}")
+    return missing
+
+
 @pytest.fixture(scope="module")
 def python_without_netdef(tmp_path_factory):
     """An interpreter that sees TensorRT and numpy but cannot import netdef."""
@@ -185,6 +249,10 @@ def test_script_rebuilds_the_same_network(generated, python_without_netdef, name
     os.remove(engine)
     _, network = rebuild(path)
     assert not differences(net, network), "\n".join(differences(net, network)[:20])
+    source = open(path).read()
+    assert not missing_names(source, classic_api("11.4.0.106"))
+    if "add_attention" not in source:  # classic TensorRT 10 has no attention layer
+        assert not missing_names(source, classic_api("10.13.3.9"))
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(shape_of(name), generator=gen)
     ours, theirs = netdef.reference.run(net, {"x": x}), netdef.reference.run(network, {"x": x})
@@ -285,6 +353,7 @@ def test_script_rebuilds_precisions_and_every_op_family(tmp_path, variant):
     path, _ = codegen.python(net, "w.safetensors").save(tmp_path / "net.py")
     _, network = rebuild(path)
     assert not differences(net, network), "\n".join(differences(net, network)[:20])
+    assert not missing_names(open(path).read(), classic_api("11.4.0.106"))
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     ours, theirs = netdef.reference.run(net, {"x": x}), netdef.reference.run(network, {"x": x})
     for out in net.outputs:
@@ -372,3 +441,20 @@ def test_cli_writes_the_script_and_its_weights(tmp_path, capsys):
     assert not differences(netdef.trace(model, netdef.Input("x", (1, 1, 28, 28))), network)
     assert main(["inspect", "lenet5", "--python"]) == 2
     assert "--python needs -o FILE.py" in capsys.readouterr().err
+
+
+def test_missing_names_finds_what_a_backend_lacks():
+    """The name check can fail: attention is not in classic TensorRT 10.13, and an invented
+    attribute is in no backend."""
+    source = """
+def define(network):
+    attention = network.add_attention_v2(q, k, v, trt.AttentionNormalizationOp.SOFTMAX, trt.CausalMaskKind.NONE)
+    layer = network.add_convolution_nd(x, 6, (5, 5), w, b)
+    layer.padding_nd = (2, 2)
+    layer.paddding_nd = (2, 2)
+    y = named(layer, "conv1")
+    y.name = "y"
+"""
+    assert missing_names(source, classic_api("11.4.0.106")) == {"IConvolutionLayer.paddding_nd"}
+    old = missing_names(source, classic_api("10.13.3.9"))
+    assert {"INetworkDefinition.add_attention_v2", "AttentionNormalizationOp", "CausalMaskKind"} <= old
