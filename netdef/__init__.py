@@ -8,7 +8,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from netdef import dtypes, functional, nn, ops, quantize, reference, weights  # noqa: E402
+from netdef import codegen, dtypes, functional, nn, ops, quantize, reference, weights  # noqa: E402
 from netdef.build import build  # noqa: E402
 from netdef.compare import Report, compare  # noqa: E402
 from netdef.generation import generate  # noqa: E402
@@ -22,7 +22,7 @@ from netdef.trace import trace  # noqa: E402
 __all__ = [
     "BackendError", "BuildError", "Engine", "EngineError", "Input", "NetdefError", "Network", "Plan",
     "QuantizationError", "RunnerError",
-    "Report", "Tensor", "TraceError", "WeightsError", "build", "compare", "dtypes", "functional", "generate",
+    "Report", "Tensor", "TraceError", "WeightsError", "build", "codegen", "compare", "dtypes", "functional", "generate",
     "load_plan", "nn", "ops", "quantize", "reference", "save_engine", "trace", "weights",
 ]
 

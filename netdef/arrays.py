@@ -1,14 +1,19 @@
-"""Any array-like a user hands netdef (numpy, torch, Parameter, lazy default) as a numpy array.
+"""Any array-like a user hands netdef (numpy, torch, Parameter, lazy default) as a numpy array,
+and the values TensorRT holds in a layer's weights as one (`weights_array`).
 
 One conversion for weights and constants everywhere, so bfloat16/float8 survive
 (numpy has no such dtypes; ml_dtypes supplies them) and torch is never required.
 """
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 import ml_dtypes
 import numpy as np
+
+from netdef import dtypes
+from netdef.errors import RunnerError
 
 _ML_DTYPES = {name: np.dtype(getattr(ml_dtypes, name)) for name in
               ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")}
@@ -46,3 +51,25 @@ def numpy_to_torch(array: np.ndarray) -> Any:
         bits = torch.from_numpy(array.view(np.uint16 if array.dtype.itemsize == 2 else np.uint8))
         return bits.view(getattr(torch, special))
     return torch.from_numpy(array)
+
+
+def weights_array(w: Any) -> np.ndarray | None:
+    """A copy of the values a Weights (or the ndarray the bindings return) holds; None if empty."""
+    if isinstance(w, np.ndarray):
+        return w.copy() if w.size else None
+    if w is None or w.size == 0:
+        return None
+    arr = w.numpy()
+    if isinstance(arr, np.ndarray):
+        return arr.copy()
+    # bfloat16/fp8: the bindings cannot make an ndarray. pybind11 stores a pointer to the C++
+    # nvinfer1::Weights {DataType type; void const* values; int64_t count;} right after the
+    # PyObject header; check type and count against the Python view before trusting it.
+    npd = dtypes.to_numpy(dtypes.name(w.dtype))
+    ptr = ctypes.c_void_p.from_address(id(w) + object.__basicsize__).value
+    if not ptr or ctypes.c_int32.from_address(ptr).value != int(w.dtype) \
+            or ctypes.c_int64.from_address(ptr + 16).value != w.size:
+        raise RunnerError(f"cannot read {w.dtype} weights through the TensorRT bindings")
+    values = ctypes.c_void_p.from_address(ptr + 8).value
+    buf = (ctypes.c_char * (w.size * npd.itemsize)).from_address(values)
+    return np.frombuffer(buf, dtype=npd).copy()

@@ -244,14 +244,41 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from netdef import inspect as nd_inspect
 
-    if os.path.isfile(args.model) and not args.model.endswith(".py"):
+    is_plan = os.path.isfile(args.model) and not args.model.endswith(".py")
+    if args.python and is_plan:
+        raise NetdefError(f"--python writes a network's layers, and a plan's cannot be read back: name the model "
+                          f"that {args.model} was built from")
+    if args.output and not args.python:
+        raise NetdefError("-o/--output is where --python writes the script; add --python")
+    if args.python and not args.output:
+        raise NetdefError("--python needs -o FILE.py: the script and its weights (FILE.safetensors) are written there")
+    if is_plan:
         print(nd_inspect.describe_plan(args.model))
         return 0
     import netdef
 
     model = _model_with_weights(args)
     net = netdef.trace(model, *_inputs(args, model), dtype=args.dtype)
+    if args.python:
+        return _write_python(args, net)
     print(nd_inspect.describe_network(net, calls=args.calls))
+    return 0
+
+
+def _write_python(args: argparse.Namespace, net: Any) -> int:
+    """`inspect --python`: the raw-API script and its weights beside it."""
+    from netdef import codegen
+
+    stem = os.path.splitext(os.path.basename(args.output))[0]
+    script = codegen.python(net, f"{stem}.safetensors")
+    path, weights_path = script.save(args.output)
+    size = os.path.getsize(weights_path)
+    print(f"wrote {args.output} ({script.layers} layers in {len(script.modules)} module blocks) and "
+          f"{os.path.relpath(weights_path)} ({size:,} bytes); run `python {args.output} --engine "
+          f"{stem}.engine` to build it without netdef")
+    if not args.weights:
+        print(f"netdef {args.command}: warning: no -w given: the weights are the model's random initial values",
+              file=sys.stderr)
     return 0
 
 
@@ -277,11 +304,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
                             input_names=[i.name for i in inputs], prefix=args.prefix, ignore=args.ignore,
                             tf32=not args.no_tf32, fold_batchnorm=not args.no_fold)
     print(report)
-    if args.json:
-        from netdef.fileio import atomic_file
+    from netdef.fileio import atomic_file
 
+    if args.json:
         with atomic_file(args.json) as f:
             f.write(report.to_json().encode())
+    if args.html:
+        with atomic_file(args.html) as f:
+            f.write(report.to_html(f"netdef compare {args.model} {args.original}").encode())
+        print(f"wrote {args.html}")
     return 0 if report.ok else EXIT_MISMATCH
 
 
@@ -298,6 +329,20 @@ def _check_original_runs(original: Any, feeds: Sequence[Any], inputs: Sequence[A
         raise NetdefError(f"the original {type(original).__name__} does not run on the inputs {shapes}: "
                           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
                           "check --shape") from None
+
+
+def cmd_triton(args: argparse.Namespace) -> int:
+    from netdef import triton
+
+    repo = triton.write_repository(args.engine, args.output, args.name, version=args.version,
+                                   max_batch_size=args.max_batch_size, instances=args.instances,
+                                   gpus=triton.parse_gpus(args.gpus) if args.gpus else None,
+                                   max_queue_delay_us=args.max_queue_delay_us, allow_rtx=args.allow_rtx)
+    print(triton.describe(repo))
+    if args.allow_rtx:
+        print(f"netdef {args.command}: warning: {args.engine} is a TensorRT-RTX plan: Triton's TensorRT backend "
+              "(classic TensorRT) will refuse to load it; see docs/serving.md", file=sys.stderr)
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -352,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("model", metavar="MODEL_OR_PLAN", help="model spec, or an .engine file")
     model_args(sp)
     sp.add_argument("--calls", action="store_true", help="also show every layer attribute TensorRT holds")
+    sp.add_argument("--python", action="store_true",
+                    help="write the network as a standalone raw TensorRT API script (-o FILE.py; weights beside it)")
+    sp.add_argument("--output", "-o", metavar="FILE.py", help="where --python writes the script")
 
     sp = add("compare", cmd_compare, "Compare every module of a netdef model with its torch original "
              "on random inputs; exit code 1 when a module diverges.")
@@ -371,6 +419,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stage two without BatchNorm folding (for engines built with fold_batchnorm=False)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     sp.add_argument("--json", help="also write the report as JSON here")
+    sp.add_argument("--html", help="also write the report as a self-contained HTML page here (chart, table, "
+                    "module tree)")
+
+    sp = add("triton", cmd_triton, "Write a Triton Inference Server model repository for a saved engine: "
+             "<name>/config.pbtxt (platform tensorrt_plan, inputs/outputs, batching from the profile, instance "
+             "groups) and <name>/<version>/model.plan.")
+    sp.add_argument("engine", help="a saved engine (with its .json sidecar)")
+    sp.add_argument("--output", "-o", required=True, metavar="REPOSITORY", help="the model repository folder")
+    sp.add_argument("--name", help="model name (default: the engine file's name)")
+    sp.add_argument("--version", type=int, default=1, help="model version folder (default 1)")
+    sp.add_argument("--max-batch-size", type=int, metavar="N",
+                    help="Triton's max_batch_size (default: the profile's largest batch when every input and "
+                         "output is batched along a dynamic first dimension, else 0; 0 turns batching off)")
+    sp.add_argument("--instances", type=int, default=1, help="engine instances per GPU (default 1)")
+    sp.add_argument("--gpus", help="GPU indices to place instances on, e.g. 0,1 (default: every GPU)")
+    sp.add_argument("--max-queue-delay-us", type=int, default=100,
+                    help="how long dynamic batching waits to fill a batch, in microseconds (default 100)")
+    sp.add_argument("--allow-rtx", action="store_true",
+                    help="write the repository for a TensorRT-RTX plan anyway (Triton's TensorRT backend cannot load it)")
 
     sp = add("demo", cmd_demo, "The main job: build LeNet-5 from the shipped weights, verify it layer "
              "by layer against PyTorch, classify held-out digits.")

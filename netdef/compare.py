@@ -101,6 +101,7 @@ class Report:
     ignored: list[str] = field(default_factory=list)
     uncalled: list[str] = field(default_factory=list)  # port modules whose torch twin exists but never runs
     in_loops: list[str] = field(default_factory=list)  # modules the port calls inside a loop body
+    modules: list[tuple[str, str]] = field(default_factory=list)  # the port's (module path, class) tree
 
     @property
     def compared(self) -> int:
@@ -179,6 +180,13 @@ class Report:
 
     def __str__(self) -> str:
         return self.table() + "\n" + LEGEND + "\n" + self.summary()
+
+    def to_html(self, title: str | None = None) -> str:
+        """The report as one self-contained HTML page: the error chart, the table and the module
+        tree (netdef/htmlreport.py)."""
+        from netdef import htmlreport
+
+        return htmlreport.render(self, title)
 
 
 def _detail(row: Row) -> str:
@@ -370,6 +378,8 @@ def compare(torch_model: Any, model: Any, inputs: Any, dtype: Any = "float32", *
     precision = _precision(dtype, overrides, quantization, tf32)
     report = Report(dtype=dtype, backend=backend, quantization=quantization.dtype if quantization else None,
                     precision=precision)
+    if hasattr(model, "named_modules"):
+        report.modules = [(path, type(m).__name__) for path, m in model.named_modules()]
 
     # stage one: the port in float32 against torch
     try:

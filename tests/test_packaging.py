@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import bare_env
 
 pytestmark = pytest.mark.wheel
 
@@ -40,38 +41,14 @@ def wheel(tmp_path_factory) -> Path:
     return whl
 
 
-def _site_dirs() -> list[str]:
-    return [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)]
-
-
-def _top_level(dist_name: str) -> set[str]:
-    """The names a distribution installs at the top of site-packages (packages, .libs, its dist-info)."""
-    dist = importlib.metadata.distribution(dist_name)
-    return {Path(f).parts[0] for f in dist.files or () if not str(f).startswith("..")}
-
-
 def make_env(tmp: Path, wheel: Path, without: tuple[str, ...] = ()) -> Path:
     """A fresh venv with the wheel installed, seeing this environment's packages except netdef and
     the distributions in `without`; returns its bin folder."""
-    skip = {"netdef"}.union(*(_top_level(d) for d in without))
-    shared = tmp / "shared"
-    shared.mkdir()
-    for site in _site_dirs():
-        for name in os.listdir(site):
-            if (name in skip or name.startswith(("netdef", "__editable__")) or name.endswith(".pth")
-                    or (shared / name).exists()):
-                continue
-            (shared / name).symlink_to(os.path.join(site, name))
-    venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    Path(purelib, "_netdef_test_shared.pth").write_text(f"{shared}\n")
+    python = bare_env(tmp, without)
     res = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
                           "--quiet", str(wheel)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return venv / "bin"
+    return python.parent
 
 
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:

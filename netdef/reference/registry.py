@@ -8,14 +8,13 @@ dtype policy), so builders never round or cast for precision's sake.
 """
 from __future__ import annotations
 
-import ctypes
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from netdef import dtypes
-from netdef.errors import RunnerError
+from netdef.arrays import weights_array
 
 LAYERS: dict[str, Callable[[Any, "Context"], Callable]] = {}
 
@@ -32,28 +31,6 @@ def register(*kinds: str) -> Callable:
 
 
 # ---- reading what TensorRT holds ---------------------------------------------------------------
-def weights_array(w: Any) -> np.ndarray | None:
-    """A copy of the values a Weights (or the ndarray the bindings return) holds; None if empty."""
-    if isinstance(w, np.ndarray):
-        return w.copy() if w.size else None
-    if w is None or w.size == 0:
-        return None
-    arr = w.numpy()
-    if isinstance(arr, np.ndarray):
-        return arr.copy()
-    # bfloat16/fp8: the bindings cannot make an ndarray. pybind11 stores a pointer to the C++
-    # nvinfer1::Weights {DataType type; void const* values; int64_t count;} right after the
-    # PyObject header; check type and count against the Python view before trusting it.
-    npd = dtypes.to_numpy(dtypes.name(w.dtype))
-    ptr = ctypes.c_void_p.from_address(id(w) + object.__basicsize__).value
-    if not ptr or ctypes.c_int32.from_address(ptr).value != int(w.dtype) \
-            or ctypes.c_int64.from_address(ptr + 16).value != w.size:
-        raise RunnerError(f"cannot read {w.dtype} weights through the TensorRT bindings")
-    values = ctypes.c_void_p.from_address(ptr + 8).value
-    buf = (ctypes.c_char * (w.size * npd.itemsize)).from_address(values)
-    return np.frombuffer(buf, dtype=npd).copy()
-
-
 def bits(mask: int, rank: int) -> list[int]:
     """Axes of a TensorRT axes bitmask (bit i = axis i)."""
     return [a for a in range(rank) if mask >> a & 1]
