@@ -16,13 +16,13 @@ import functools
 import numpy as np
 import pytest
 import torch
-
-import netdef
 from _detection_helpers import margins
 from helpers import random_original
+from netdef.models import originals, pointpillars, yolov5
+
+import netdef
 from netdef import functional as F
 from netdef.data import sample_photos
-from netdef.models import originals, pointpillars, yolov5
 
 SIZE = 64
 EMISSIONS = ("layer", "loop")

@@ -171,7 +171,7 @@ def nms_rows(xyxy, scores, limit, most, score_threshold, iou):
     `limit` best candidates (score > score_threshold; equal scores in candidate order n * C + c),
     each class's kept ones (at most `most`), rows ordered by decreasing score, then box, then class.
     xyxy: [B, N, 4] or per class [B, N, C, 4]; scores [B, N, C]."""
-    b, n, c = scores.shape
+    b, _, c = scores.shape
     rows = []
     for i in range(b):
         flat = scores[i].flatten()
@@ -265,7 +265,7 @@ def test_non_max_suppression_equals_torchvision_per_class(case: str, emission: s
     topk_box_limit cut (also past one TopK layer's 3840, among equal scores), a per-class maximum
     (also a run-time one, and 0), a score threshold; torchvision.nms's rows class by class, in
     TensorRT's order. Each case's limit and maximum change the result (checked on the oracle)."""
-    b, n, c, per_class, fmt, limit, most, score, iou, levels, dynamic = GENERAL[case]
+    b, n, c, per_class, fmt, limit, most, score, iou, _, dynamic = GENERAL[case]
     centers, scores = general_case(case)
     xyxy = torchvision.ops.box_convert(centers, "cxcywh", "xyxy")
     rank = (n, c, 4) if per_class else (n, 4)
@@ -315,7 +315,7 @@ def test_non_max_suppression_on_onnx_node_cases(emission: str) -> None:
                     emission=emission)
         got = netdef.reference.run(net, {"boxes": torch.from_numpy(boxes),
                                          "scores": torch.from_numpy(np.moveaxis(scores, 1, 2).copy())})
-        rows = list(got.values())[0].tolist()
+        rows = next(iter(got.values())).tolist()
 
         def by_class(rs):
             return {(i, k): [r[2] for r in rs if (r[0], r[1]) == (i, k)] for i, k, _ in rs}
@@ -419,9 +419,9 @@ def test_the_emission_switch_and_its_default() -> None:
     assert netdef.backend.capabilities_of("tensorrt_rtx", "1.7.0").nms_layer is False
     with F.emission(nms="loop"), F.emission(attention="decomposed"):
         assert F.emission_for("nms") == "loop"  # another op's choice keeps this one
-    with pytest.raises(ValueError, match="emission nms='fused': choose 'layer' or 'loop' or None"):
-        with F.emission(nms="fused"):
-            pass
+    with pytest.raises(ValueError, match="emission nms='fused': choose 'layer' or 'loop' or None"), \
+            F.emission(nms="fused"):
+        pass
     multi = trace(Multi(7), netdef.Input("boxes", (("b", 1, 3, 8), 30, 4)), netdef.Input("scores", (("b", 1, 3, 8), 30, 5)),
                   emission="loop")  # the detector form: nothing data-dependent
     assert [tuple(multi.network.get_output(i).shape) for i in range(4)] == [(-1, 7, 4), (-1, 7), (-1, 7), (-1,)]

@@ -21,10 +21,24 @@ from netdef.functional.attention import emission_for
 from netdef.functional.control import while_loop
 from netdef.functional.creation import arange
 from netdef.functional.elementwise import (
-    add, div, eq, floor_divide, ge, gt, le, logical_and, logical_not, logical_or, lt, maximum, minimum, mul, sub,
+    add,
+    div,
+    eq,
+    floor_divide,
+    ge,
+    gt,
+    le,
+    logical_and,
+    logical_not,
+    logical_or,
+    lt,
+    maximum,
+    minimum,
+    mul,
+    sub,
 )
 from netdef.functional.indexing import gather, index_select, topk
-from netdef.functional.misc import clamp, pad, where
+from netdef.functional.misc import pad, where
 from netdef.functional.reduce import amax, cumsum, sum
 from netdef.functional.scatter import scatter
 from netdef.functional.shape import cat, expand, flatten, getitem, reshape, unsqueeze
