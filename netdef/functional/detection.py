@@ -159,7 +159,7 @@ def _loop_nms(boxes: Tensor, scores: Tensor, iou: Tensor, score: Tensor, box_for
     class whose IoU with it is > `iou` (and the rest of the class once `most` of it are kept). The
     loop stops when no batch item has a live candidate or `slots` are kept. IoUs and scores are
     compared in float32 with torchvision's arithmetic, so a float16 network decides as torchvision
-    does on its values. Each iteration costs O(B * limit); there are as many as boxes kept.
+    does on its values. Each iteration costs O(B * candidates); there are as many as boxes kept, + 1.
 
     Returns (kept, count): kept [B, slots] int32 flat numbers in the order kept (2**31 - 1 past
     count[b]), count [B] int32. `slots` defaults to every candidate's (or
@@ -177,14 +177,14 @@ def _loop_nms(boxes: Tensor, scores: Tensor, iou: Tensor, score: Tensor, box_for
     if boxes.ndim == 4:
         coords = flatten(coords, 1, 2)  # [B, M, 4]
     planes = [getitem(coords, (Ellipsis, j)) for j in range(4)]  # [B, rows]
-    if 0 <= m <= limit:  # every candidate is considered: no TopK
+    if 0 < m <= limit:  # every candidate is considered: no TopK
         k = m
         values, number = keys, constant(np.arange(m, dtype=np.int32)[None], "int32", op="candidate")
         if not per_number:
             rows = constant(np.arange(m, dtype=np.int32) // c, "int32", op="candidate_box")
             planes = [index_select(p, 1, rows) for p in planes]
-    else:  # the `limit` best; with a dynamic N, -inf padding makes at least `limit` entries (N may be 0)
-        k, extra = limit, (limit if m < 0 else 0)
+    else:  # the `limit` best; unless N * C is static and larger, -inf padding makes at least `limit` entries
+        k, extra = limit, (0 if m > limit else limit)
         values, number = _best(pad(keys, (0, extra), value=-np.inf) if extra else keys, limit)
         rows = number if per_number else floor_divide(number, c)
         if extra and not per_number:
@@ -206,7 +206,8 @@ def _loop_nms(boxes: Tensor, scores: Tensor, iou: Tensor, score: Tensor, box_for
     # the body's constants, made here in the shapes it uses (no reshape or constant per iteration)
     def const(value: Any, dtype: str, op: str) -> Tensor:
         return constant(np.asarray(value, dtypes.to_numpy(dtype)).reshape(1, -1), dtype, op=op)
-    neg, none, zero = const(-np.inf, "float32", "no_score"), const(_NONE, "int32", "no_candidate"), const(0, "float32", "zero")
+    neg, zero = const(-np.inf, "float32", "no_score"), const(0, "float32", "zero")
+    none = const(_NONE, "int32", "no_candidate")
     order = const(np.arange(k), "int64", "candidate_position")
     slot, slots_max = const(np.arange(d), "int32", "slot"), const(d, "int32", "slots")
     step_one, nothing = const(1, "int32", "one"), const(0, "int32", "nothing")
