@@ -2,7 +2,8 @@
 
 Same names, signatures and results as torchvision.ops (`nms`, `batched_nms`, `box_convert`,
 `box_iou`, `box_area`, `clip_boxes_to_image`, `remove_small_boxes`), built on TensorRT's NMS,
-TopK, gather and scatter layers. `nms`, `batched_nms` and `remove_small_boxes` return
+TopK, gather and scatter layers; NMS is TensorRT's NMS layer or, where the backend cannot build
+it (TensorRT-RTX), a loop with the same results (`F.emission(nms="layer" | "loop")`). `nms`, `batched_nms` and `remove_small_boxes` return
 data-dependent lengths, as torchvision does; `multiclass_nms` is the detector form with a
 fixed-size output (max_detections per image and a valid count), which needs no output
 allocator. What each guarantees and where TensorRT differs from torchvision: docs/detection.md.
