@@ -3,7 +3,8 @@ deconvolution neck, SSD head with box decoding, and NMS, with OpenPCDet's module
 
 The ONNX route stopped at PillarScatter (ScatterND, which TensorRT 7.1's parser rejected) and at
 NMS, so PointPillars ports ended in hand-written plugins. Here PillarScatter is one TensorRT
-scatter layer and NMS TensorRT's own NMS layer; the whole network is checked module by module
+scatter layer and NMS TensorRT's own NMS layer, or a loop of TopK and gather layers where the
+backend cannot build that layer (TensorRT-RTX: F.emission(nms=...)); the whole network is checked module by module
 and on the final boxes against the torch original (netdef.models.originals.PointPillar, whose
 NMS is torchvision.ops.nms), on a synthetic point cloud: flat ground plus car-sized hollow
 cuboids (netdef.models.pointpillars.synthetic_scene), voxelized into pillars as OpenPCDet does.
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cloud {i}: {n} boxes (x, y, z, dx, dy, dz, heading), label, score")
         for b, s, c in zip(boxes[i, :n].tolist(), scores[i, :n].tolist(), labels[i, :n].tolist()):
             print("   " + " ".join(f"{v:6.2f}" for v in b) + f"  {c}  {s:.3f}")
-    kinds = [layer.name for layer in net.layers if layer.type.name in ("SCATTER", "NMS")]
-    print(f"scatter and NMS layers: {kinds}")
+    kinds = [layer.name for layer in net.layers if layer.type.name in ("SCATTER", "NMS", "TRIP_LIMIT")]
+    print(f"scatter, NMS and loop layers (NMS emission: {netdef.functional.emission_for('nms')}): {kinds}")
     return 0 if report.ok and int(count.sum()) > 0 else 1
 
 

@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
           f"valid count {count.tolist()})")
     for b, s, c in zip(boxes[0, :n].tolist(), scores[0, :n].tolist(), classes[0, :n].tolist()):
         print(f"  class {c:2d}  score {s:.3f}  box ({b[0]:6.1f}, {b[1]:6.1f}, {b[2]:6.1f}, {b[3]:6.1f})")
-    layers = sorted({layer.type.name for layer in net.layers} & {"NMS", "TOPK", "SCATTER", "GATHER"})
-    print(f"post-processing layers in the network: {layers} (no plugin)")
+    layers = sorted({layer.type.name for layer in net.layers} & {"NMS", "TOPK", "SCATTER", "GATHER", "TRIP_LIMIT"})
+    print(f"NMS emission: {netdef.functional.emission_for('nms')} (the NMS layer where the backend builds it, "
+          f"else a loop); post-processing layers in the network: {layers} (no plugin)")
 
     from PIL import Image, ImageDraw
 

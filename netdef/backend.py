@@ -94,6 +94,9 @@ class Capabilities:
     compute_capabilities: bool  # a plan targets listed compute capabilities (RTX's ComputeCapability)
     set_device_memory: bool  # IExecutionContext.set_device_memory(ptr, size) (classic >= 10.1, RTX)
     plan_magic: bytes | None  # a plan's first 4 bytes, where netdef has verified the header layout
+    # the builder implements INMSLayer; TensorRT-RTX 1.7 reports "[NMS] has no runners that implement
+    # it", so there NMS defaults to the loop emission (F.emission(nms=...), docs/detection.md)
+    nms_layer: bool
 
 
 # TensorRT names each capability uses when on, and when off (checked by tests/test_backend_api.py)
@@ -114,6 +117,9 @@ API: dict[str, dict[bool, tuple[str, ...]]] = {
                              False: ()},
     "set_device_memory": {True: ("IExecutionContext.set_device_memory",),
                           False: ("IExecutionContext.device_memory",)},
+    "nms_layer": {True: ("INetworkDefinition.add_nms", "INMSLayer.topk_box_limit", "BoundingBoxFormat.CENTER_SIZES"),
+                  False: ("INetworkDefinition.add_loop", "ILoop.add_recurrence", "TripLimit.WHILE",
+                          "INetworkDefinition.add_topk", "GatherMode.ELEMENT")},
 }
 
 
@@ -122,12 +128,13 @@ def capabilities_of(backend: str, backend_version: str) -> Capabilities:
     if backend == "tensorrt_rtx":
         return Capabilities(backend, runtime_config=True, runtime_cache=True, builtin_cuda_graphs=True,
                             engine_validity=True, compute_capabilities=True, set_device_memory=True,
-                            plan_magic=b"vtrt")
+                            plan_magic=b"vtrt", nms_layer=False)
     if backend == "tensorrt":
         # classic plans' header layout could not be verified here (no classic library): no magic
         return Capabilities(backend, runtime_config=False, runtime_cache=False, builtin_cuda_graphs=False,
                             engine_validity=False, compute_capabilities=False,
-                            set_device_memory=version_tuple(backend_version) >= (10, 1), plan_magic=None)
+                            set_device_memory=version_tuple(backend_version) >= (10, 1), plan_magic=None,
+                            nms_layer=True)
     raise BackendError(f"unknown backend {backend!r}; netdef knows {', '.join(BACKENDS)}")
 
 

@@ -2,7 +2,8 @@
 
 Same names, signatures and results as torchvision.ops (`nms`, `batched_nms`, `box_convert`,
 `box_iou`, `box_area`, `clip_boxes_to_image`, `remove_small_boxes`), built on TensorRT's NMS,
-TopK, gather and scatter layers. `nms`, `batched_nms` and `remove_small_boxes` return
+TopK, gather and scatter layers; NMS is TensorRT's NMS layer or, where the backend cannot build
+it (TensorRT-RTX), a loop with the same results (`F.emission(nms="layer" | "loop")`). `nms`, `batched_nms` and `remove_small_boxes` return
 data-dependent lengths, as torchvision does; `multiclass_nms` is the detector form with a
 fixed-size output (max_detections per image and a valid count), which needs no output
 allocator. What each guarantees and where TensorRT differs from torchvision: docs/detection.md.
@@ -15,7 +16,7 @@ import numpy as np
 
 from netdef import dtypes, network
 from netdef import functional as F
-from netdef.functional.detection import TOPK_LIMIT, non_max_suppression
+from netdef.functional.detection import TOPK_LIMIT, nms_slots, non_max_suppression
 from netdef.tensor import Tensor
 
 _FORMATS = ("xyxy", "xywh", "cxcywh")
@@ -123,8 +124,8 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     _check_nms(boxes, scores, "nms")
     batch_boxes = F.unsqueeze(boxes, 0)  # [1, N, 4]: one batch item, one class
     batch_scores = F.reshape(F.cast(scores, boxes.dtype), 1, -1, 1)
-    selected, _ = non_max_suppression(batch_boxes, batch_scores, boxes.size(0), iou_threshold,
-                                      score_threshold=-np.inf)
+    # at most TOPK_LIMIT boxes take part, so that many per class is no limit
+    selected, _ = non_max_suppression(batch_boxes, batch_scores, TOPK_LIMIT, iou_threshold, score_threshold=-np.inf)
     return F.cast(_column(selected, 2), "int64")
 
 
@@ -172,8 +173,28 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, score_th
     if n < 0 or c < 0 or data.shape[2] < 0:
         net.fail(f"multiclass_nms: the number of boxes, classes and box_data features must be static, "
                  f"got boxes {boxes.shape}, scores {scores.shape}, box_data {data.shape}")
+    if F.emission_for("nms") == "loop":  # the fixed size is the loop's own: no data-dependent rows
+        kept, count = nms_slots(boxes, scores, d, iou_threshold, score_threshold, box_format, topk_box_limit)
+        return _slots_as_detections(kept, count, scores, data)
     selected, _ = non_max_suppression(boxes, scores, d, iou_threshold, score_threshold, box_format, topk_box_limit)
     return fixed_size(selected, scores, data, d)
+
+
+def _slots_as_detections(kept: Tensor, count: Tensor, scores: Tensor,
+                         box_data: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The loop emission's kept candidate numbers [B, D] as multiclass_nms' outputs (what
+    `fixed_size` makes of the NMS layer's rows): gathers, and zeros / -1 past each count."""
+    b, d, n, c, f = scores.size(0), kept.shape[1], box_data.shape[1], scores.shape[2], box_data.shape[2]
+    valid = F.lt(F.constant(np.arange(d, dtype=np.int32)[None], "int32", op="slot"), F.unsqueeze(count, 1))
+    number = F.where(valid, kept, 0)  # [B, D]: n * C + c, 0 past the count
+    box = F.floor_divide(number, c)
+    row = F.add(F.mul(F.unsqueeze(F.arange(b, dtype="int32"), 1), n), box)  # image * N + box
+    det_rows = F.reshape(F.index_select(F.reshape(box_data, -1, f), 0, F.reshape(row, -1)), -1, d, f)
+    det_scores = F.gather(F.flatten(scores, 1), 1, number)
+    out_boxes = F.where(F.unsqueeze(valid, 2), det_rows, F.constant(np.zeros((1, 1, 1)), box_data.dtype, op="no_box"))
+    out_scores = F.where(valid, det_scores, F.constant(np.zeros((1, 1)), scores.dtype, op="no_score"))
+    out_labels = F.cast(F.where(valid, F.sub(number, F.mul(box, c)), -1), "int64")
+    return out_boxes, out_scores, out_labels, F.cast(count, "int64")
 
 
 def fixed_size(selected: Tensor, scores: Tensor, box_data: Tensor,

@@ -5,7 +5,9 @@ calibrated so the detectors detect: YOLOv5's objectness bias and PointPillars' c
 shifted so a few anchors per input score above the confidence threshold, the shift placed
 midway between two anchors' crossing points (originals.calibrate_*). Final detections are
 discontinuous in the scores, so the float16 checks first assert that the inputs' decision
-margins (tests/_detection_helpers.margins) exceed float16's drift.
+margins (tests/_detection_helpers.margins) exceed float16's drift. NMS runs in both emissions
+(F.emission(nms="layer" | "loop")); the engines build complete, NMS inside, with the loop
+emission (TensorRT-RTX has no implementation of the NMS layer).
 """
 from __future__ import annotations
 
@@ -14,14 +16,16 @@ import functools
 import numpy as np
 import pytest
 import torch
-
-import netdef
 from _detection_helpers import margins
 from helpers import random_original
-from netdef.data import sample_photos
 from netdef.models import originals, pointpillars, yolov5
 
+import netdef
+from netdef import functional as F
+from netdef.data import sample_photos
+
 SIZE = 64
+EMISSIONS = ("layer", "loop")
 DRIFT = {"score": 0.01, "iou": 0.02}  # float16's drift of scores and IoUs measured here, x2
 
 
@@ -69,7 +73,8 @@ def test_yolov5_state_dict_is_ultralytics() -> None:
     assert "model.24.anchors" in keys and "model.24.m.2.bias" in keys and keys[-1] == "model.24.m.2.bias"
 
 
-def test_yolov5_detections_match_in_float32() -> None:
+@pytest.mark.parametrize("emission", EMISSIONS)
+def test_yolov5_detections_match_in_float32(emission: str) -> None:
     original, x = yolo(*FLOAT32)
     with torch.no_grad():
         count = original(x)[3]
@@ -77,17 +82,20 @@ def test_yolov5_detections_match_in_float32() -> None:
     # exact float32 math: TF32 rounding (compare's default model of a float32 engine) is as coarse as
     # float16's and flips near-tied decisions of this many-candidate setup; the float16 test below
     # checks its inputs' decision margins first
-    report = netdef.compare(original, yolo_port(original, FLOAT32[0]), (x,), tf32=False)
+    with F.emission(nms=emission):
+        report = netdef.compare(original, yolo_port(original, FLOAT32[0]), (x,), tf32=False)
     assert report.ok, str(report)
     assert {"model.24", "model.25"} <= {r.path for r in report.rows}
 
 
-def test_yolov5_detections_match_in_float16() -> None:
+@pytest.mark.parametrize("emission", EMISSIONS)
+def test_yolov5_detections_match_in_float16(emission: str) -> None:
     original, x = yolo(*FLOAT16)
     m = yolo_margins(original, x)
     assert min(m["conf"], m["order"], m["label"]) > DRIFT["score"] and m["iou"] > DRIFT["iou"], m
     assert m["candidates"] >= 5
-    report = netdef.compare(original, yolo_port(original, FLOAT16[0]), (x,), dtype="float16")
+    with F.emission(nms=emission):
+        report = netdef.compare(original, yolo_port(original, FLOAT16[0]), (x,), dtype="float16")
     assert report.ok, str(report)
 
 
@@ -129,46 +137,37 @@ MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("mistake", list(MISTAKES))
-def test_yolov5_planted_mistakes_are_named(mistake: str, dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
+# every mistake with the loop emission (TensorRT-RTX's default) in both dtypes; NMS's own also with the layer
+PLANTED = [(m, d, "loop") for m in MISTAKES for d in ("float32", "float16")] + [
+    (m, "float32", "layer") for m, (_, where) in MISTAKES.items() if where == "model.25"]
+
+
+@pytest.mark.parametrize("mistake,dtype,emission", PLANTED)
+def test_yolov5_planted_mistakes_are_named(mistake: str, dtype: str, emission: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     config = FLOAT32 if mistake.startswith(("IoU", "class")) else FLOAT16
     original, x = yolo(*config)
     port = yolo_port(original, config[0])
     plant, where = MISTAKES[mistake]
     plant(port, monkeypatch)
-    report = netdef.compare(original, port, (x,), dtype=dtype)
+    with F.emission(nms=emission):
+        report = netdef.compare(original, port, (x,), dtype=dtype)
     assert not report.ok
     assert report.first_failure.path == where, str(report)
 
 
-def test_yolov5_engine_builds_with_dynamic_batch() -> None:
-    """Backbone, neck and Detect build with a dynamic batch; the NMS layer needs classic TensorRT
-    (TensorRT-RTX 1.7 has no implementation of it, and the error names the layer)."""
+def test_yolov5_engine_builds_complete_with_dynamic_batch() -> None:
+    """The whole DetectionModel, NMS inside, builds with a dynamic batch in the loop emission; the
+    NMS layer only where the backend implements it (TensorRT-RTX 1.7 does not, and says where)."""
     original, _ = yolo(*FLOAT32)
     port = yolo_port(original, FLOAT32[0])
     spec = netdef.Input("x", (("batch", 1, 2, 4), 3, SIZE, SIZE))
-
-    class UpToDetect(netdef.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.detector = port
-
-        def forward(self, x):
-            y = []
-            for src, m in zip(port.sources[:-1], port.model):
-                if src != -1:
-                    x = [x if j == -1 else y[j] for j in src]
-                x = m(x)
-                y.append(x)
-            return x[0]
-
-    plan = netdef.build(UpToDetect(), spec, dtype="float16", progress=False)
+    with F.emission(nms="loop"):
+        plan = netdef.build(port, spec, dtype="float16", progress=False)
     assert plan.metadata["inputs"][0]["max"] == [4, 3, SIZE, SIZE]
-    net = netdef.trace(port, spec)  # fixed-size outputs: (boxes, scores, classes, count) per image
-    assert [tuple(net.network.get_output(i).shape) for i in range(4)] == [(-1, 10, 4), (-1, 10), (-1, 10), (-1,)]
-    if netdef.backend.is_rtx():
-        with pytest.raises(netdef.BuildError, match=r"model\.25/nms"):
+    assert [o["shape"] for o in plan.metadata["outputs"]] == [[-1, 10, 4], [-1, 10], [-1, 10], [-1]]
+    if not netdef.backend.capabilities().nms_layer:
+        with F.emission(nms="layer"), pytest.raises(netdef.BuildError, match=r"model\.25/nms.*no runners"):
             netdef.build(port, spec, progress=False)
 
 
@@ -202,13 +201,15 @@ def test_pointpillars_state_dict_is_openpcdet() -> None:
         assert key in keys
 
 
+@pytest.mark.parametrize("emission", EMISSIONS)
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_pointpillars_boxes_match(dtype: str) -> None:
+def test_pointpillars_boxes_match(dtype: str, emission: str) -> None:
     cfg, original, inputs = pillars()
     with torch.no_grad():
         count = original(*inputs)[3]
     assert (count >= 1).all() and count.sum() >= 8, count
-    report = netdef.compare(original, pillar_port(cfg, original), inputs, dtype=dtype, input_names=PP_NAMES)
+    with F.emission(nms=emission):
+        report = netdef.compare(original, pillar_port(cfg, original), inputs, dtype=dtype, input_names=PP_NAMES)
     assert report.ok, str(report)
     assert "post_processing" in {r.path for r in report.rows}
 
@@ -223,33 +224,26 @@ def test_pointpillars_planted_anchor_mistake_is_named() -> None:
     assert not report.ok and report.first_failure.path == "dense_head", str(report)
 
 
-def test_pointpillars_engine_builds_with_dynamic_batch_and_pillars() -> None:
+def test_pointpillars_engine_builds_complete_with_dynamic_batch_and_pillars() -> None:
+    """The whole PointPillar, post-processing inside, builds with a dynamic batch and pillar count
+    in the loop emission, and runs (reference) at another batch and pillar count than traced."""
     cfg, original, inputs = pillars()
     port = pillar_port(cfg, original)
     p, m = inputs[0].shape[1], cfg.max_points
     spec = (netdef.Input("voxels", (("batch", 1, 2, 4), ("pillars", 1, p, 2 * p), m, 4)),
             netdef.Input("voxel_num_points", (("batch", 1, 2, 4), ("pillars", 1, p, 2 * p)), "int32"),
             netdef.Input("voxel_coords", (("batch", 1, 2, 4), ("pillars", 1, p, 2 * p), 3), "int32"))
-
-    class UpToHead(netdef.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = port
-
-        def forward(self, voxels, num, coords):
-            bev = port.map_to_bev_module(port.vfe(voxels, num, coords), num, coords)
-            return port.dense_head(port.backbone_2d(bev))
-
-    plan = netdef.build(UpToHead(), *spec, dtype="float16", progress=False)
-    assert plan.metadata["inputs"][0]["max"][:2] == [4, 2 * p]
-    # the whole detector runs at another batch and pillar count than it was traced with
-    net = netdef.trace(port, *spec)
+    with F.emission(nms="loop"):
+        plan = netdef.build(port, *spec, dtype="float16", progress=False)
+        net = netdef.trace(port, *spec)
+    assert [i["max"][:2] for i in plan.metadata["inputs"]] == [[4, 2 * p]] * 3
+    assert [o["shape"] for o in plan.metadata["outputs"]] == [[-1, 20, 7], [-1, 20], [-1, 20], [-1]]
     one = [t[:1, : p // 2] for t in inputs]
     got = netdef.reference.run(net, dict(zip(PP_NAMES, one)))
     with torch.no_grad():
         want = original(*one)
     for g, w in zip(got.values(), want):
         netdef.tolerance.assert_close(g, w, "float32")
-    if netdef.backend.is_rtx():
-        with pytest.raises(netdef.BuildError, match=r"post_processing/nms"):
+    if not netdef.backend.capabilities().nms_layer:
+        with F.emission(nms="layer"), pytest.raises(netdef.BuildError, match=r"post_processing/nms"):
             netdef.build(port, *spec, progress=False)

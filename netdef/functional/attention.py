@@ -13,6 +13,11 @@ TensorRT documents IAttention as the recommended way to get its fused attention 
 (the decomposition is only fused by pattern matching), and the rotary and KV-cache layers
 as the built-in replacements of their subgraphs. Engines cannot run here, so the default
 follows the documentation, not a measurement (docs/transformers.md).
+
+The same switch chooses how non-maximum suppression is emitted (netdef/functional/detection.py):
+nms="layer" (TensorRT's INMSLayer) or "loop" (TopK, gathers and elementwise layers in a while
+loop), by default "layer" where the backend builds that layer (`backend.capabilities().nms_layer`:
+classic TensorRT; TensorRT-RTX has no implementation of it), "loop" otherwise (docs/detection.md).
 """
 from __future__ import annotations
 
@@ -33,21 +38,23 @@ from netdef.functional.reduce import softmax
 from netdef.functional.shape import cat, expand, getitem, repeat_interleave, stack, transpose, unsqueeze
 from netdef.tensor import Tensor
 
-_OPS = ("attention", "rotary", "kv_cache")
-_CHOICES = (None, "fused", "decomposed")
+_CHOICES = {"attention": ("fused", "decomposed"), "rotary": ("fused", "decomposed"),
+            "kv_cache": ("fused", "decomposed"), "nms": ("layer", "loop")}
 _EMISSION: contextvars.ContextVar[dict] = contextvars.ContextVar("netdef_emission", default={})
 # the network method each fused emission needs
 _LAYER = {"attention": "add_attention", "rotary": "add_rotary_embedding", "kv_cache": "add_kv_cache_update"}
 
 
 @contextlib.contextmanager
-def emission(attention: str | None = None, rotary: str | None = None, kv_cache: str | None = None) -> Iterator[None]:
+def emission(attention: str | None = None, rotary: str | None = None, kv_cache: str | None = None,
+             nms: str | None = None) -> Iterator[None]:
     """Within the block, emit attention / rotary embedding / KV-cache updates as "fused" (the
-    backend's layer) or "decomposed" (primitive layers); None keeps the backend's default."""
-    chosen = {"attention": attention, "rotary": rotary, "kv_cache": kv_cache}
+    backend's layer) or "decomposed" (primitive layers), and NMS as "layer" (INMSLayer) or
+    "loop"; None keeps the backend's default."""
+    chosen = {"attention": attention, "rotary": rotary, "kv_cache": kv_cache, "nms": nms}
     for op, value in chosen.items():
-        if value not in _CHOICES:
-            raise ValueError(f"emission {op}={value!r}: choose 'fused', 'decomposed' or None")
+        if value is not None and value not in _CHOICES[op]:
+            raise ValueError(f"emission {op}={value!r}: choose {' or '.join(map(repr, _CHOICES[op]))} or None")
         if value == "fused" and not has_layer(op):
             raise ValueError(f"emission {op}='fused': {backend.name()} {backend.version()} has no "
                              f"INetworkDefinition.{_LAYER[op]}; use 'decomposed'")
@@ -64,10 +71,13 @@ def has_layer(op: str) -> bool:
 
 
 def emission_for(op: str) -> str:
-    """The emission `op` gets here: the `emission()` choice, else "fused" where the backend has it."""
+    """The emission `op` gets here: the `emission()` choice, else "fused" where the backend has
+    the layer (for "nms": "layer" where the backend builds INMSLayer, else "loop")."""
     chosen = _EMISSION.get().get(op)
     if chosen is not None:
         return chosen
+    if op == "nms":
+        return "layer" if backend.capabilities().nms_layer else "loop"
     return "fused" if has_layer(op) else "decomposed"
 
 
