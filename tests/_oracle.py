@@ -33,6 +33,7 @@ from onnx import helper as oh
 import netdef
 import netdef.reference
 from netdef import dtypes
+from netdef import functional as F
 from netdef.reference.coverage import Config, configurations
 from netdef.reference.layers import LAYERS  # imports every builder
 
@@ -498,6 +499,38 @@ def _int32_ops(g: Graph) -> None:
     g.output(g.node("ReduceSum", [a, g.const(np.array([0]))], keepdims=0), floating=False, elem=TensorProto.INT32)
 
 
+@graph("int32_same_shape_ops", dtypes=("float32",))
+def _int32_same_shape(g: Graph) -> None:
+    """Index bookkeeping as the NMS loop emission does it: int32 comparisons of equal shapes and a
+    kept-dims max over class slots."""
+    rng = np.random.default_rng(4)
+    a = g.int_input(rng.integers(-9, 9, (3, 4), dtype=np.int32))
+    b = g.int_input(rng.integers(-9, 9, (3, 4), dtype=np.int32))
+    for op in ("Greater", "Less"):
+        g.output(g.node(op, [a, b]), floating=False, elem=TensorProto.BOOL)
+    g.output(g.node("ReduceMax", [a, g.const(np.array([1]))], keepdims=1), floating=False, elem=TensorProto.INT32)
+
+
+@graph("loop_bool_state", dtypes=("float32",))
+def _loop_bool_state(g: Graph) -> None:
+    """A Loop carrying a bool mask (as the NMS loop emission carries its suppressed set): the
+    parser makes a bool recurrence and a last-value loop output."""
+    start = g.node("Greater", [g.input(3, 4), g.weight(3, 4)])
+    seen = g.node("Less", [g.input(3, 4), g.weight(3, 4)])
+    body = oh.make_graph(
+        [oh.make_node("Identity", ["cond_in"], ["cond_out"]),
+         oh.make_node("Xor", ["mask_in", "seen"], ["mask_out"])],
+        "body",
+        [oh.make_tensor_value_info("iter", TensorProto.INT64, []),
+         oh.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         oh.make_tensor_value_info("mask_in", TensorProto.BOOL, [3, 4])],
+        [oh.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         oh.make_tensor_value_info("mask_out", TensorProto.BOOL, [3, 4])])
+    g.nodes.append(oh.make_node("Identity", [seen], ["seen"]))
+    last = g.node("Loop", [g.const(np.array(3, np.int64)), g.const(np.array(True)), start], body=body)
+    g.output(last, floating=False, elem=TensorProto.BOOL)
+
+
 def _recurrent(name: str, op: str, gates: int, dtypes: tuple = FLOATS) -> None:
     """A bidirectional LSTM/GRU (opset 22 takes float16 and bfloat16): NVIDIA's parser makes it a
     TensorRT loop with forward and reversed iterators, recurrences and last-value, concatenated
@@ -657,11 +690,12 @@ def _getitem_dynamic_start(dt: str) -> tuple:
     return net, {"x": x}, {"output": torch.from_numpy(x)[:, -1].numpy()}
 
 
-def _nms_case(box_format: str, dt: str) -> tuple:
+def _nms_case(box_format: str, chosen: str, dt: str) -> tuple:
     """netdef.ops.multiclass_nms against torchvision.ops.batched_nms (per image, the class as the
     category, candidates above the score threshold, the best `max_detections`). Coordinates are
     small integers and scores multiples of 1/64, exact in float16; every IoU is at least 0.02 from
-    the threshold, so float16 arithmetic cannot flip a decision."""
+    the threshold, so float16 arithmetic cannot flip a decision. `chosen` is the NMS emission
+    ("layer" or "loop"), each checked on its own."""
     import torch
     import torchvision
 
@@ -691,13 +725,16 @@ def _nms_case(box_format: str, dt: str) -> tuple:
 
     def detect(bx: Any, sc: Any) -> tuple:
         return netdef.ops.multiclass_nms(bx, sc, iou, conf, d, box_format=box_format)
-    net = netdef.trace(detect, netdef.Input("boxes", (b, n, 4)), netdef.Input("scores", (b, n, c)), dtype=dt,
-                       output_names=list(want))
+    with F.emission(nms=chosen):
+        net = netdef.trace(detect, netdef.Input("boxes", (b, n, 4)), netdef.Input("scores", (b, n, c)), dtype=dt,
+                           output_names=list(want))
     return net, {"boxes": boxes, "scores": scores}, want
 
 
-torch_check("multiclass_nms_xyxy", dtypes=("float32", "float16"))(functools.partial(_nms_case, "xyxy"))
-torch_check("multiclass_nms_cxcywh", dtypes=("float32", "float16"))(functools.partial(_nms_case, "cxcywh"))
+for _fmt in ("xyxy", "cxcywh"):
+    for _chosen in ("layer", "loop"):
+        torch_check(f"multiclass_nms_{_fmt} {_chosen}", dtypes=("float32", "float16"))(
+            functools.partial(_nms_case, _fmt, _chosen))
 
 
 def torch_ids() -> list[str]:
@@ -774,7 +811,6 @@ def _language_models() -> Any:
     import transformers
     from netdef.models import gpt2, llama
 
-    from netdef import functional as F
     from netdef.generation import step_network
 
     small = {"vocab_size": 97, "bos_token_id": 0, "eos_token_id": None, "pad_token_id": 0}
@@ -801,8 +837,20 @@ def _language_models() -> Any:
 
 def _detectors() -> Any:
     """YOLOv5n's DetectionModel (Detect and NMS) and PointPillars in float32 and float16 (TensorRT's
-    NMS layer takes no bfloat16: tracing them in bfloat16 fails and names the NMS module)."""
+    NMS layer takes no bfloat16: tracing them in bfloat16 fails and names the NMS module), in both
+    NMS emissions: the backend's default and the other one ("layer" on classic TensorRT, "loop"
+    on TensorRT-RTX, which cannot build INMSLayer)."""
     from netdef.models import pointpillars, yolov5
+
+    default = F.emission_for("nms")
+    for chosen in (default, "loop" if default == "layer" else "layer"):
+        suffix = "" if chosen == default else f" nms-{chosen}"
+        with F.emission(nms=chosen):
+            for label, net in _detector_networks(pointpillars, yolov5):
+                yield label + suffix, net
+
+
+def _detector_networks(pointpillars: Any, yolov5: Any) -> Any:
 
     cfg = pointpillars.Config(max_detections=20)
     clouds = [pointpillars.synthetic_scene(cfg, s) for s in (10, 11)]

@@ -184,6 +184,9 @@ def test_configurations_separate_loops_attention_and_nms():
         return (netdef.ops.multiclass_nms(boxes, scores, 0.5, 0.1, 4)[3],
                 netdef.ops.multiclass_nms(boxes, scores, 0.5, 0.1, 4, box_format="cxcywh")[3])
     inputs = (netdef.Input("boxes", (1, 6, 4)), netdef.Input("scores", (1, 6, 2)))
-    assert found(netdef.trace(nms, *inputs), "NMS") == [
-        "NMS(box_format=CENTER_SIZES, boxes=shared, float32)", "NMS(box_format=CORNER_PAIRS, boxes=shared, float32)"]
-    assert found(netdef.trace(nms, *inputs, dtype="float16"), "NMS")[0].endswith("float16)")
+    with F.emission(nms="layer"):
+        assert found(netdef.trace(nms, *inputs), "NMS") == [
+            "NMS(box_format=CENTER_SIZES, boxes=shared, float32)", "NMS(box_format=CORNER_PAIRS, boxes=shared, float32)"]
+        assert found(netdef.trace(nms, *inputs, dtype="float16"), "NMS")[0].endswith("float16)")
+    with F.emission(nms="loop"):
+        assert not found(netdef.trace(nms, *inputs), "NMS")
