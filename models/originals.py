@@ -117,13 +117,17 @@ class YOLOv5(nn.Module):
         self.model = nn.Sequential(*(nn.Upsample(scale_factor=2, mode="nearest") if s.kind == "Upsample"
                                      else kinds[s.kind](*s.args) for s in specs))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _every_layer(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's output, in order: a layer takes the previous output, or the outputs its
+        source lists (YOLOv5's `from` column)."""
         y: list[torch.Tensor] = []
         for src, m in zip(self.sources, self.model):
-            if src != -1:
-                x = [x if j == -1 else y[j] for j in src]
-            x = m(x)
+            x = m(x if src == -1 else [x if j == -1 else y[j] for j in src])
             y.append(x)
+        return y
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y = self._every_layer(x)
         return tuple(y[i] for i in self.outputs)
 
 
@@ -273,13 +277,7 @@ class DetectionModel(YOLOv5):
         self.sources = [*self.sources, OUTPUTS, -1]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        y: list = []
-        for src, m in zip(self.sources, self.model):
-            if src != -1:
-                x = [x if j == -1 else y[j] for j in src]
-            x = m(x)
-            y.append(x)
-        return x
+        return self._every_layer(x)[-1]
 
 
 def calibrate_objectness(model: DetectionModel, images: torch.Tensor, candidates: float = 20.0,

@@ -170,13 +170,17 @@ class YOLOv5(nn.Module):
         self.sources = [s.source for s in specs]
         self.model = nn.Sequential(*(_make(s.kind, s.args) for s in specs))
 
-    def forward(self, x: Any) -> tuple[Any, Any, Any]:
+    def _every_layer(self, x: Any) -> list[Any]:
+        """Every layer's output, in order: a layer takes the previous output, or the outputs its
+        source lists (YOLOv5's `from` column)."""
         y: list[Any] = []
         for src, m in zip(self.sources, self.model):
-            if src != -1:
-                x = [x if j == -1 else y[j] for j in src]
-            x = m(x)
+            x = m(x if src == -1 else [x if j == -1 else y[j] for j in src])
             y.append(x)
+        return y
+
+    def forward(self, x: Any) -> tuple[Any, Any, Any]:
+        y = self._every_layer(x)
         return tuple(y[i] for i in OUTPUTS)
 
 
@@ -269,13 +273,7 @@ class DetectionModel(YOLOv5):
         self.sources = [*self.sources, OUTPUTS, -1]
 
     def forward(self, x: Any) -> tuple[Any, Any, Any, Any]:
-        y: list[Any] = []
-        for src, m in zip(self.sources, self.model):
-            if src != -1:
-                x = [x if j == -1 else y[j] for j in src]
-            x = m(x)
-            y.append(x)
-        return x
+        return self._every_layer(x)[-1]
 
 
 def yolov5n() -> YOLOv5:
