@@ -102,6 +102,19 @@ def _set_next(layer: Any, value: Tensor, what: str) -> None:
         net.fail(f"TensorRT rejected the next value of {what}", errors)
 
 
+def _close(op: str, recs: list, nxt: Any, init: Any, init_leaves: list[Tensor], returned: str, next_name: str,
+           init_name: str) -> None:
+    """Feed a loop body's next values back into its recurrences, after checking they are
+    structured, shaped and typed like the initial values (named in the user's terms)."""
+    if _structure(nxt) != _structure(init):
+        network.current().fail(f"{op}: {returned} structured as {_structure(nxt)}, unlike {init_name}: "
+                               f"{_structure(init)}")
+    nexts = _tensors(_flatten(nxt), f"{op}: {next_name}", like=init_leaves)
+    _check_same(op, nexts, init_leaves, next_name, init_name)
+    for r, n in zip(recs, nexts):
+        _set_next(r, n, f"a {op} carry")
+
+
 def _count(n: Any, what: str) -> Tensor:
     """A trip count or concatenation length as a 0-d int64 tensor."""
     if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
@@ -179,13 +192,7 @@ def scan(combine_fn: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any, 
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         net.fail(f"scan: combine_fn must return (next_carry, y), got {type(result).__name__}")
     next_carry, y = result
-    if _structure(next_carry) != _structure(init):
-        net.fail(f"scan: combine_fn returned a carry structured as {_structure(next_carry)} but init is "
-                 f"{_structure(init)}")
-    nexts = _tensors(_flatten(next_carry), "scan: next carry", like=init_leaves)
-    _check_same("scan", nexts, init_leaves, "next carry", "init")
-    for r, n in zip(recs, nexts):
-        _set_next(r, n, "a scan carry")
+    _close("scan", recs, next_carry, init, init_leaves, "combine_fn returned a carry", "next carry", "init")
     finals = [_final(loop, r) for r in recs]
     ys = []
     kind = t.LoopOutput.REVERSE if reverse else t.LoopOutput.CONCATENATE
@@ -222,13 +229,8 @@ def while_loop(cond_fn: Callable[..., Any], body_fn: Callable[..., Any], carried
         nxt = body_fn(*state)
     if len(carried_inputs) == 1 and not isinstance(nxt, (tuple, list)):
         nxt = type(carried_inputs)([nxt])
-    if _structure(nxt) != _structure(carried_inputs):
-        net.fail(f"while_loop: body_fn returned values structured as {_structure(nxt)} but carried_inputs "
-                 f"are {_structure(carried_inputs)}")
-    nexts = _tensors(_flatten(nxt), "while_loop: body_fn's result", like=init_leaves)
-    _check_same("while_loop", nexts, init_leaves, "body_fn's result", "carried_inputs")
-    for r, n in zip(recs, nexts):
-        _set_next(r, n, "a while_loop carry")
+    _close("while_loop", recs, nxt, carried_inputs, init_leaves, "body_fn returned values", "body_fn's result",
+           "carried_inputs")
     return _rebuild(carried_inputs, [_final(loop, r) for r in recs])
 
 
