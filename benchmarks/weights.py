@@ -12,6 +12,7 @@ file and is extrapolated, which the table says.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import struct
@@ -127,7 +128,7 @@ def main() -> None:
         rows = [("what", "size", "time", "rate", "note")]
         for variant in wts.VARIANTS:
             path = os.path.join(tmp, f"w_{variant}.wts")
-            t_write, c_write, _ = best_of(1, lambda: weights.save(sd, path, wts_variant=variant))
+            t_write, c_write, _ = best_of(1, functools.partial(weights.save, sd, path, wts_variant=variant))
             size = os.path.getsize(path)
             t_read, c_read, loaded = best_of(args.repeat, lambda: weights.load(path))
             exact = all(np.array_equal(loaded[k].view(np.uint32),

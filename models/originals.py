@@ -6,14 +6,21 @@ them layer by layer; nothing in netdef imports this file unless an original is a
 
 from __future__ import annotations
 
+import math
+from types import ModuleType
+
 import torch
-import torchvision
 from torch import nn
 
-import math
-
+from netdef import optional
 from netdef.models import pointpillars as pp
 from netdef.models.yolov5 import ANCHORS, OUTPUTS, STRIDES, autopad, grid_offsets, scaled_layers
+
+
+def _vision_ops() -> ModuleType:
+    """torchvision.ops, imported only by the detectors' post-processing: the other originals
+    (LeNet-5 for `netdef demo`) work without torchvision."""
+    return optional.require("torchvision.ops", "the detectors' torch originals (their NMS)")
 
 
 class LeNet5(nn.Module):
@@ -258,7 +265,7 @@ class NMS(nn.Module):
             conf, j = p[:, 5:].max(1)
             keep = conf > self.conf
             box, conf, j = box[keep], conf[keep], j[keep]
-            kept = torchvision.ops.batched_nms(box, conf, j, self.iou)[:d]
+            kept = _vision_ops().batched_nms(box, conf, j, self.iou)[:d]
             n = len(kept)
             boxes[i, :n], scores[i, :n], classes[i, :n], count[i] = box[kept], conf[kept], j[kept], n
         return boxes, scores, classes, count
@@ -458,8 +465,9 @@ class PostProcessing(nn.Module):
             keep = torch.nonzero(score >= cfg.score_thresh).view(-1)
             # OpenPCDet's topk(NMS_PRE_MAXSIZE), as a stable sort: equal scores keep anchor order
             keep = keep[score[keep].sort(descending=True, stable=True).indices[:cfg.nms_pre_max_size]]
-            bev = torchvision.ops.box_convert(box_preds[i, keep][:, [0, 1, 3, 4]], "cxcywh", "xyxy")
-            keep = keep[torchvision.ops.nms(bev, score[keep], cfg.nms_thresh)][:d]
+            ops = _vision_ops()
+            bev = ops.box_convert(box_preds[i, keep][:, [0, 1, 3, 4]], "cxcywh", "xyxy")
+            keep = keep[ops.nms(bev, score[keep], cfg.nms_thresh)][:d]
             box = box_preds[i, keep].clone()
             dir_label = torch.max(dir_preds[i, keep], dim=-1)[1]
             rot = limit_period(box[:, 6] - cfg.dir_offset, cfg.dir_limit_offset, period)

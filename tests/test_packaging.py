@@ -74,8 +74,14 @@ def test_wheel_holds_every_module_and_the_shipped_weights(wheel):
     assert not any(n.startswith("netdef/models/weights/") and n.endswith(".py") for n in names)  # the training script
 
 
+# what `dev` installs beyond the README's main-job command (`pip install torch==2.13.0 -e ".[demo]"`)
+_DEV_ONLY = ("torchvision", "safetensors", "onnx", "onnxscript", "transformers", "pillow", "tritonclient")
+
+
 def test_demo_from_the_installed_wheel(tmp_path, wheel):
-    bin_dir = make_env(tmp_path, wheel)
+    """The main job with only what the README's first command installs (no torchvision, ...)."""
+    bin_dir = make_env(tmp_path, wheel, without=_DEV_ONLY)
+    assert run([str(bin_dir / "python"), "-c", "import torchvision"], cwd=tmp_path).returncode != 0
     where = run([str(bin_dir / "python"), "-c", "import netdef; print(netdef.__file__)"], cwd=tmp_path)
     assert where.stdout.startswith(str(tmp_path / "venv")), where.stdout + where.stderr  # not the checkout
     res = run([str(bin_dir / "netdef"), "demo", "-o", "lenet5.engine"], cwd=tmp_path)
