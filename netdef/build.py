@@ -1,6 +1,7 @@
 """build(): Network -> serialized Plan, with TensorRT's errors raised, never swallowed."""
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -90,6 +91,8 @@ def memory_size(value: int | str) -> int:
         size = int(value)
     elif isinstance(value, str) and (m := _SIZE.fullmatch(value)):
         exact = float(m.group(1)) * _UNITS[m.group(2).upper()]
+        if not math.isfinite(exact):
+            raise BuildError(f"memory size {value!r} is too large")
         if not m.group(2) and not exact.is_integer():
             raise BuildError(f"memory size {value!r}: a byte count is a whole number (or give a unit: 1.5G)")
         size = int(exact)
@@ -128,7 +131,7 @@ def build(model: Network | Any, *inputs: Input, dtype: Any = "float32",
         net = Network.wrap(model, inputs)
     else:
         net = prepare(model, *inputs, dtype=dtype, fold_batchnorm=fold_batchnorm is not False, **trace_kwargs)
-    if getattr(net, "weights_sha256", None) is None:
+    if net.weights_sha256 is None:
         _identify_and_fold(net, bool(fold_batchnorm))
     builder = net.builder
     with backend.BUILDER_LOCK:  # an IBuilder is used by one thread at a time

@@ -22,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -63,8 +64,26 @@ class Row:
         return self.status in ("ok", "folded")
 
     @property
+    def port_ok(self) -> bool:
+        """Whether stage one passed here: numbers compared within the float32 tolerance (a row
+        without numbers that fails is a port fault: shape, missing, unmatched, calls)."""
+        return self.stats.passed if self.stats is not None else self.passed
+
+    @property
     def label(self) -> str:
         return self.path if self.call == 0 else f"{self.path}#{self.call}"
+
+    @property
+    def shown_label(self) -> str:
+        """The label, with the port's module path where name mapping made it differ."""
+        return self.label if not self.port_path or self.port_path == self.path else f"{self.label} (port {self.port_path})"
+
+    def cells(self) -> list[str]:
+        """The row as the report's table shows it (columns after "#"; see LEGEND)."""
+        s, d = self.stats, self.drift
+        return [self.shown_label, self.module, "x".join(map(str, self.shape)) or "scalar", self.dtype,
+                f"{s.max_abs:.3g}" if s else "-", f"{s.ratio:.3g}" if s else "-", f"{s.cosine:.6f}" if s else "-",
+                f"{d.snr_db:.1f}" if d else "-", f"{d.ratio:.3g}" if d else "-", self.status]
 
     def to_dict(self) -> dict:
         d = {"path": self.path, "port_path": self.port_path or self.path, "module": self.module,
@@ -76,14 +95,21 @@ class Row:
                      rounding_allowance_rms=s.noise, atol_that_would_pass=s.needed_atol, nonfinite=s.nonfinite)
         if self.drift is not None:
             r = self.drift
-            d["drift"] = {"snr_db": _finite_or_str(r.snr_db), "max_abs": r.max_abs, "max_err_rms": r.err,
+            d["drift"] = {"snr_db": r.snr_db, "max_abs": r.max_abs, "max_err_rms": r.err,
                           "cosine": r.cosine, "drift_over_budget": r.ratio, "nonfinite": r.nonfinite,
                           "budget": {"min_snr_db": r.budget.min_snr_db, "max_err": r.budget.max_err}}
         return d
 
 
-def _finite_or_str(v: float) -> float | str:
-    return v if v == v and abs(v) != float("inf") else str(v)
+def _json_safe(v: Any) -> Any:
+    """Infinite and NaN numbers as the strings "inf", "-inf", "nan": strict JSON has no such numbers."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_safe(x) for x in v]
+    return v
 
 
 @dataclass
@@ -118,18 +144,20 @@ class Report:
 
     @property
     def first_failure(self) -> Row | None:
-        """The first row that fails stage one (the port is wrong there), else the first that drifts."""
+        """The first row that fails stage one (the port is wrong there), else the first that fails
+        stage two (drift, or NaN/inf in the reduced-precision run)."""
         fails = self.failures
-        return next((r for r in fails if r.status != "DRIFT"), None) or next(iter(fails), None)
+        return next((r for r in fails if not r.port_ok), None) or next(iter(fails), None)
 
     def to_json(self) -> str:
         first = self.first_failure
-        return json.dumps({"ok": self.ok, "dtype": self.dtype, "quantization": self.quantization,
+        return json.dumps(_json_safe({"ok": self.ok, "dtype": self.dtype, "quantization": self.quantization,
                            "precision": self.precision, "backend": self.backend,
                            "compared": self.compared, "first_failure": first.label if first else None,
                            "trace_error": self.trace_error, "unmatched_torch_modules": self.unmatched_torch,
                            "ignored": self.ignored, "uncalled_torch_modules": self.uncalled,
-                           "modules_in_loops": self.in_loops, "rows": [r.to_dict() for r in self.rows]}, indent=2)
+                           "modules_in_loops": self.in_loops, "rows": [r.to_dict() for r in self.rows]}),
+                          indent=2, allow_nan=False)
 
     def summary(self) -> str:
         lines = []
@@ -168,12 +196,7 @@ class Report:
                 "drift/budget", "status")
         body = []
         for i, r in enumerate(self.rows):
-            s, d = r.stats, r.drift
-            label = r.label if not r.port_path or r.port_path == r.path else f"{r.label} (port {r.port_path})"
-            body.append((str(i), label, r.module, "x".join(map(str, r.shape)) or "scalar", r.dtype,
-                         f"{s.max_abs:.3g}" if s else "-", f"{s.ratio:.3g}" if s else "-",
-                         f"{s.cosine:.6f}" if s else "-", f"{d.snr_db:.1f}" if d else "-",
-                         f"{d.ratio:.3g}" if d else "-", r.status))
+            body.append((str(i), *r.cells()))
         widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
         fmt = "  ".join(f"{{:{'>' if i in (0, 5, 6, 7, 8, 9) else '<'}{w}}}" for i, w in enumerate(widths))
         return "\n".join(fmt.format(*row) for row in [head, *body])
@@ -192,7 +215,7 @@ class Report:
 def _detail(row: Row) -> str:
     if row.note and row.stats is None:
         return row.note
-    if row.status == "DRIFT" and row.drift is not None:
+    if row.port_ok and row.drift is not None and not row.drift.passed:
         return f"precision drift: {row.drift}"
     if row.stats is not None:
         return f"{row.stats}; atol >= {row.stats.needed_atol:.3g} would pass"
@@ -399,15 +422,17 @@ def compare(torch_model: Any, model: Any, inputs: Any, dtype: Any = "float32", *
 
     # stage two: the network as built, against stage one's values of the same port
     built = built_values = None
-    if report.trace_error is None and (precision != "float32" or fold_batchnorm):
+    engine = backend == "engine"
+    if report.trace_error is None and (precision != "float32" or fold_batchnorm or engine):
         built = prepare(model, *specs, dtype=dtype, fold_batchnorm=fold_batchnorm, dtype_overrides=overrides,
                         quantization=quantization)
-        if precision == "float32" and built.folded_batchnorms == 0:
+        if precision == "float32" and built.folded_batchnorms == 0 and not engine:
             built = None  # nothing differs from stage one
+    folded_into = {conv: bn for bn, conv in built.aliases.items()} if built is not None else {}
     if built is not None:
         report.drift_checked = True
-        if backend == "engine":
-            built_values = _run_engine(built, named)
+        if engine:
+            built_values = _run_engine(built, named, tf32)
         else:
             built_values = reference.run(built, named, all_tensors=True, device=device, tf32=tf32)
 
@@ -479,10 +504,11 @@ def compare(torch_model: Any, model: Any, inputs: Any, dtype: Any = "float32", *
             row = _row(rec.path, rec.kind, rec.call, values.get(tname), t, stage_one_tol(rec.path), noise(tname),
                        mapped)
             if built_values is not None and row.status == "ok" and j < len(built_names):
-                _stage_two(row, built, built_values, built_names[j][k], values[tname], budget(rec.path))
+                _stage_two(row, built, folded_into, built_values, built_names[j][k], values[tname],
+                           budget(rec.path))
             report.rows.append(row)
     if report.trace_error is None:
-        for row in _output_rows(net, values, built, built_values, torch_out, type(torch_model).__name__,
+        for row in _output_rows(net, values, built, folded_into, built_values, torch_out, type(torch_model).__name__,
                                 names_of, stage_one_tol(""), noise, budget("")):
             report.rows.append(row)
     return report
@@ -539,10 +565,10 @@ def _row(path: str, kind: str, call: int, ours: Any, theirs: Any, tol: tuple[flo
     return Row(path, kind, call, shape, tshape, dtypes.name(ours.dtype), status, stats, port_path=port_path)
 
 
-def _stage_two(row: Row, built: Network, values: Mapping[str, Any], name: str, reference: Any,
-               budget: tolerance.Budget) -> None:
-    """Drift of the built network's value of tensor `name` against stage one's value."""
-    folded_into = {conv: bn for bn, conv in built.aliases.items()}
+def _stage_two(row: Row, built: Network, folded_into: Mapping[str, str], values: Mapping[str, Any], name: str,
+               reference: Any, budget: tolerance.Budget) -> None:
+    """Drift of the built network's value of tensor `name` against stage one's value
+    (`folded_into`: convolution output -> the BatchNorm folded into it)."""
     if name in folded_into:  # this convolution now computes its BatchNorm's output
         row.status, row.note = "folded", f"folded with its BatchNorm ({folded_into[name]}) at build time"
         return
@@ -555,7 +581,8 @@ def _stage_two(row: Row, built: Network, values: Mapping[str, Any], name: str, r
         row.status = "nonfinite" if row.drift.nonfinite else "DRIFT"
 
 
-def _output_rows(net: Network, values: Mapping[str, Any], built: Network | None, built_values: Any,
+def _output_rows(net: Network, values: Mapping[str, Any], built: Network | None, folded_into: Mapping[str, str],
+                 built_values: Any,
                  torch_out: Any, kind: str, names_of: _Names, tol: tuple[float, float],
                  noise: Callable[[str], float], budget: tolerance.Budget) -> Iterator[Row]:
     """Network outputs matched to the torch model's outputs by structure; every output is checked."""
@@ -578,7 +605,7 @@ def _output_rows(net: Network, values: Mapping[str, Any], built: Network | None,
         pairs = [(o, (o[0], index[o[0]]) if o[0] in index else None) for o in ours]
     matched = {id(t[1]) for _, t in pairs if t is not None}
     for (okey, oname), t in pairs:
-        label = _output_label(okey if t is None else t[0], oname)
+        label = _output_label(okey if t is None else t[0])
         if names_of.ignored(label):
             continue
         if t is None:
@@ -587,22 +614,22 @@ def _output_rows(net: Network, values: Mapping[str, Any], built: Network | None,
             continue
         row = _row(label, kind, 0, values.get(oname), t[1], tol, noise(oname))
         if built_values is not None and row.status == "ok" and oname in built_values:
-            _stage_two(row, built, built_values, oname, values[oname], budget)
+            _stage_two(row, built, folded_into, built_values, oname, values[oname], budget)
         yield row
     for key, t in theirs:
-        label = _output_label(key, None)
+        label = _output_label(key)
         if id(t) not in matched and not names_of.ignored(label):
             yield Row(label, kind, 0, (), tuple(t.shape), "-", "unmatched",
                       note="the torch model returns this output; the port does not")
 
 
-def _output_label(key: tuple, name: str | None) -> str:
+def _output_label(key: tuple) -> str:
     """`<output>` for a single output, else `<output logits>`, `<output 0>`, `<output 1.boxes>`..."""
     path = ".".join(map(str, key))
     return f"<output {path}>" if path else "<output>"
 
 
-def _run_engine(net: Network, named: Mapping[str, Any]) -> dict:
+def _run_engine(net: Network, named: Mapping[str, Any], tf32: bool) -> dict:
     """Build an engine whose outputs include every module output, and run it."""
     from netdef.build import build
     from netdef.runtime import Engine
@@ -617,7 +644,7 @@ def _run_engine(net: Network, named: Mapping[str, Any]) -> dict:
                     net.network.mark_output(next(layer.get_output(i) for i in range(layer.num_outputs)
                                                  if layer.get_output(i).name == tname))
                     marked.add(tname)
-    engine = Engine(build(net, progress=False))
+    engine = Engine(build(net, progress=False, tf32=tf32))
     return engine.run(**named)
 
 

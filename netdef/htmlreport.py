@@ -140,12 +140,7 @@ def _table(report: Any) -> str:
                                           for i, h in enumerate(head)) + "</tr></thead><tbody>"]
     first = report.first_failure
     for i, r in enumerate(report.rows):
-        s, d = r.stats, r.drift
-        label = r.label if not r.port_path or r.port_path == r.path else f"{r.label} (port {r.port_path})"
-        cells = [str(i), label, r.module, "x".join(map(str, r.shape)) or "scalar", r.dtype,
-                 f"{s.max_abs:.3g}" if s else "-", f"{s.ratio:.3g}" if s else "-",
-                 f"{s.cosine:.6f}" if s else "-", f"{d.snr_db:.1f}" if d else "-", f"{d.ratio:.3g}" if d else "-",
-                 r.status, r.note]
+        cells = [str(i), *r.cells(), r.note]
         cls = [] if r.passed else [_css_class(r)]
         if r is first:
             cls.append("first")

@@ -24,8 +24,9 @@ def randomize(torch_model: Any, seed: int = 0) -> Any:
     with torch.no_grad():
         for m in torch_model.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+                if m.running_mean is not None:  # None without track_running_stats
+                    m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+                    m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
                 if m.affine:
                     m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
                     m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)

@@ -94,3 +94,27 @@ def test_numpy_float64_inputs_are_accepted():
     report = netdef.compare(orig, port, (x,))
     assert report.ok, str(report)
     assert report.rows[-1].stats.max_abs < 1e-5
+
+
+def test_a_port_error_is_named_before_an_earlier_float16_overflow():
+    """float16 overflows at `0` (stage two: nonfinite), the port is wrong at `2` (stage one): the
+    first divergent module is the port error, described by its float32 numbers, and the JSON
+    report stays strict JSON (no Infinity) with the overflowing row's infinite drift in it."""
+    torch.manual_seed(3)
+    original = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4)).eval()
+    with torch.no_grad():
+        original[0].weight.mul_(1e6)  # weights and activations near 1e5-1e6: finite in float32, inf in float16
+    model = netdef.nn.Sequential(netdef.nn.Linear(8, 8), netdef.nn.ReLU(), netdef.nn.Linear(8, 4))
+    state = original.state_dict()
+    state["2.weight"] = state["2.weight"] * 1.1  # the planted port mistake
+    model.load_state_dict(state)
+    report = netdef.compare(original, model, torch.randn(3, 8), dtype="float16")
+    by_path = {r.path: r for r in report.rows}
+    assert by_path["0"].stats.passed and by_path["0"].status == "nonfinite", str(report)
+    assert not by_path["2"].stats.passed
+    assert report.first_failure.path == "2"
+    line = next(x for x in str(report).splitlines() if x.startswith("first divergent module:"))
+    assert line.startswith("first divergent module: 2 (Linear): max|a-b|=") and "FAIL" in line, line
+    data = json.loads(report.to_json(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    drift = next(r["drift"] for r in data["rows"] if r["path"] == "0")
+    assert drift["nonfinite"] and drift["snr_db"] in ("inf", "-inf"), drift  # written as a string

@@ -103,7 +103,7 @@ def test_memory_sizes(text, size):
 @pytest.mark.parametrize("text, message", [
     ("-5", "is negative"), (-5, "is negative"), ("-1G", "is negative"), ("1.5", "whole number"),
     ("4Q", "expected bytes or a number with a unit"), ("", "expected bytes"), (True, "expected bytes"),
-    (2.0, "expected bytes"), ("nan", "expected bytes"),
+    (2.0, "expected bytes"), ("nan", "expected bytes"), ("1e400G", "too large"),
 ])
 def test_bad_memory_sizes(text, message):
     with pytest.raises(netdef.BuildError, match=message):
