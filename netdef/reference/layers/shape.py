@@ -207,10 +207,15 @@ def fill(layer, ctx):
     op, name = layer.operation.name, layer.name
     static_shape = layer.shape
     a0, b0 = layer.alpha, layer.beta
+    static_dt = ctx.float_dtype
+    if not ctx.storage(layer.get_output(0).dtype).is_floating_point:
+        # an integer output is computed exactly: int64 alpha/beta (setAlphaInt64) in int64, double
+        # ones in float64 (exact to 2**53), not in float32, which rounds past 2**24
+        static_dt = torch.int64 if isinstance(a0, int) and isinstance(b0, int) else torch.float64
 
     def fn(shape=None, alpha=None, beta=None):
         dims = shape.tolist() if shape is not None else list(static_shape)
-        dt = ctx.float_dtype if alpha is None or alpha.is_floating_point() else alpha.dtype
+        dt = static_dt if alpha is None else (ctx.float_dtype if alpha.is_floating_point() else alpha.dtype)
         a = alpha.reshape(()) if alpha is not None else torch.tensor(a0, dtype=dt, device=ctx.device)
         if op == "LINSPACE":
             if beta is None and len(dims) != 1:
