@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 
 from netdef.errors import RunnerError
-from netdef.reference.registry import register
+from netdef import backend
+from netdef.reference.registry import input_or_none, register
 
 _MASK, _QUANT_SCALE, _Q_LENGTHS, _KV_LENGTHS = 3, 4, 5, 6
 
@@ -41,6 +42,17 @@ def attention_input(layer, ctx):
         raise RunnerError("attention with a quantized normalization (normalization_quantize_scale) is not supported")
     normalize = att.norm_op.name == "SOFTMAX"
     causal = _causal_kind(att)
+    if not normalize:
+        mask = input_or_none(layer, _MASK)
+        masks = [what for what, on in (
+            (f"the causal mask ({causal})", causal != "NONE"),
+            ("a bool mask", mask is not None and mask.dtype == backend.trt().bool),
+            ("key/value lengths", input_or_none(layer, _KV_LENGTHS) is not None)) if on]
+        if masks:
+            # without a softmax the masked scores reach the output: TensorRT does not say what they
+            # become (0? -inf?), and netdef never emits it, so the runner refuses rather than guess
+            raise RunnerError(f"attention with norm_op {att.norm_op.name} and {' and '.join(masks)} is not "
+                              "supported: TensorRT does not document what masked scores become without a softmax")
 
     def fn(q, k, v, mask=None, _quant_scale=None, _q_lengths=None, kv_lengths=None):
         hq, hk = q.shape[1], k.shape[1]
