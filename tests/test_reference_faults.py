@@ -1,6 +1,8 @@
 """Reference-runner faults found from outside, each pinned by a test that failed before its fix."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -194,3 +196,105 @@ def test_layers_nothing_reads_run_only_for_all_tensors(rng):
     program = R.compile(net)
     assert bn in {st.name for st in program.steps} and bn not in {st.name for st in program.live}
     assert bn not in program({"x": x}) and bn in program({"x": x}, all_tensors=True)
+
+
+# ---- code review of the reference runner ----------------------------------------------------------
+def _fill_linspace(alpha, beta, dtype):
+    net = netdef.Network()
+    layer = net.network.add_fill((3,), t.FillOperation.LINSPACE, dtype)
+    layer.alpha, layer.beta = alpha, beta
+    net.network.mark_output(layer.get_output(0))
+    (out,) = R.run(net, {}).values()
+    return out
+
+
+@pytest.mark.parametrize("alpha", [123456789, 123456789.0], ids=["int64", "double"])
+def test_fill_linspace_integer_output_is_exact(alpha):
+    """alpha past 2**24 is not a float32: computed in float32 all three values came out 123456792."""
+    step = type(alpha)(7)  # alpha and beta are both int64 or both double (isAlphaBetaInt64)
+    out = _fill_linspace(alpha, step, t.int64)
+    assert out.dtype == torch.int64
+    assert out.tolist() == (np.arange(3, dtype=np.int64) * 7 + 123456789).tolist()
+    assert _fill_linspace(alpha, -step, t.int32).tolist() == [123456789, 123456782, 123456775]
+
+
+def _attention(norm, causal, mask=None, kv_lengths=None):
+    net = netdef.Network()
+    n = net.network
+    q, k, v = (n.add_input(name, t.float32, (1, 2, 4, 8)) for name in "qkv")
+    layer = n.add_attention_v2(q, k, v, getattr(t.AttentionNormalizationOp, norm), getattr(t.CausalMaskKind, causal))
+    if mask is not None:
+        layer.mask = n.add_input("m", mask, (1, 1, 4, 4))
+    if kv_lengths:
+        layer.key_value_lengths = n.add_input("kv", t.int32, (1,))
+    n.mark_output(layer.get_output(0))
+    return net
+
+
+@pytest.mark.parametrize("causal, mask, kv_lengths, named", [
+    ("UPPER_LEFT", None, False, "causal mask (UPPER_LEFT)"),
+    ("NONE", "bool", False, "bool mask"),
+    ("NONE", None, True, "key/value lengths")])
+def test_attention_without_softmax_refuses_masks(causal, mask, kv_lengths, named):
+    """Without a softmax, masked scores reach the output and TensorRT does not say what they are:
+    the runner filled -inf (so -inf/NaN outputs) instead of saying it cannot know."""
+    net = _attention("NONE", causal, getattr(t, mask) if mask else None, kv_lengths)
+    with pytest.raises(netdef.errors.RunnerError, match=rf"\(ATTENTION_INPUT\): attention with norm_op NONE "
+                       rf"and .*{re.escape(named)}.* TensorRT does not document what masked scores become"):
+        R.compile(net)
+
+
+def test_attention_without_softmax_unmasked_and_with_added_mask(rng):
+    q, k, v = (torch.from_numpy(randn(rng, 1, 2, 4, 8)) for _ in range(3))
+    (out,) = R.run(_attention("NONE", "NONE"), {"q": q, "k": k, "v": v}).values()
+    want = (q.double() @ k.double().transpose(-1, -2)) @ v.double()
+    netdef.tolerance.assert_close(out, want.float(), "float32")
+    m = torch.from_numpy(randn(rng, 1, 1, 4, 4))
+    (out,) = R.run(_attention("NONE", "NONE", t.float32), {"q": q, "k": k, "v": v, "m": m}).values()
+    want = (q.double() @ k.double().transpose(-1, -2) + m.double()) @ v.double()
+    netdef.tolerance.assert_close(out, want.float(), "float32")
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_topk_refuses_several_axes(partial, rng):
+    """add_topk(x, MAX, 2, 0b110) escaped as ValueError 'too many values to unpack', naming no layer,
+    and partial=True (which stops at a layer that cannot run) let it through too. (TensorRT itself
+    keeps a softmax to one axis: its axes setter ignores 0b110.)"""
+    net = netdef.Network()
+    n = net.network
+    relu = n.add_activation(n.add_input("x", t.float32, (2, 6, 4)), t.ActivationType.RELU).get_output(0)
+    n.mark_output(relu)
+    layer = n.add_topk(relu, t.TopKOperation.MAX, 2, 0b110)
+    layer.name = "picky"
+    n.mark_output(layer.get_output(0))
+    x = torch.from_numpy(randn(rng, 2, 6, 4))
+    if partial:
+        got = R.run(net, {"x": x}, partial=True)
+        assert torch.equal(got[relu.name], torch.relu(x)) and got[layer.get_output(0).name] is None
+        return
+    with pytest.raises(netdef.errors.RunnerError, match=r"layer 'picky' \(TOPK\): axes bitmask 0b110 "
+                                                         r"selects axes \[1, 2\].*exactly one axis"):
+        R.compile(net)
+
+
+def test_builder_and_shape_failures_name_the_layer():
+    """A RuntimeError 'Could not get tensor shape.' from TensorRT, raised while a builder reads the
+    layer (SHUFFLE) or while the runner reads its output shape (ELEMENTWISE), escaped unnamed."""
+    net = netdef.Network()
+    n = net.network
+    x = n.add_input("x", t.float32, (2, 3))
+    shuffle = n.add_shuffle(x)
+    shuffle.reshape_dims, shuffle.name = (4,), "bad_reshape"
+    n.mark_output(shuffle.get_output(0))
+    with pytest.raises(netdef.errors.RunnerError, match=r"layer 'bad_reshape' \(SHUFFLE\): RuntimeError: "
+                                                         r"Could not get tensor shape"):
+        R.compile(net)
+    net = netdef.Network()
+    n = net.network
+    add = n.add_elementwise(n.add_input("x", t.float32, (2, 3)), n.add_input("y", t.float32, (2, 4)),
+                            t.ElementWiseOperation.SUM)
+    add.name = "bad_add"
+    n.mark_output(add.get_output(0))
+    with pytest.raises(netdef.errors.RunnerError, match=r"layer 'bad_add' \(ELEMENTWISE\): .*RuntimeError: "
+                                                         r"Could not get tensor shape"):
+        R.compile(net)

@@ -250,7 +250,8 @@ class Program:
         self.steps = self._compile_region(root, top=True)
         backend.logger().take_errors()  # shape queries on a broken network log errors of their own
         self.outputs = outputs
-        self.output_slots = [slots[n] for n in self.outputs]
+        # slot(): in partial mode an output's layer may be past the stop and have no slot yet
+        self.output_slots = [slot(network.get_output(i)) for i in range(network.num_outputs)]
         # what the outputs and assertions need: layers nothing reads (a BatchNorm folded away) run only
         # for all_tensors, as TensorRT prunes them; an assertion is kept, as TensorRT keeps it
         checks = [st for st in self.steps if isinstance(st, Step) and st.kind == "ASSERTION"]
@@ -322,10 +323,14 @@ class Program:
                               "network input produces")
         return self._slot(x)
 
-    def _meta(self, layer: Any, j: int = 0) -> Meta:
+    def _meta(self, kind: str, layer: Any, j: int = 0) -> Meta:
         o = layer.get_output(j)
-        return (self._slot(o), self._storage(o.dtype, f"output {o.name!r} of layer {layer.name!r}"),
-                tuple(o.shape))
+        try:
+            shape = tuple(o.shape)  # TensorRT raises RuntimeError on a shape it cannot infer
+        except Exception as exc:  # noqa: BLE001 - name the layer
+            raise RunnerError(f"layer {layer.name!r} ({kind}): output {o.name!r} has no shape: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        return (self._slot(o), self._storage(o.dtype, f"output {o.name!r} of layer {layer.name!r}"), shape)
 
     def _build(self, kind: str, layer: Any) -> Callable:
         builder = LAYERS.get(kind)
@@ -336,6 +341,8 @@ class Program:
             return builder(layer, self._ctx)
         except RunnerError as exc:
             raise RunnerError(f"layer {layer.name!r} ({kind}): {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a builder's slip still names the layer
+            raise RunnerError(f"layer {layer.name!r} ({kind}): {type(exc).__name__}: {exc}") from exc
 
     def _compile(self, kind: str, layer: Any) -> Step:
         fn = self._build(kind, layer)
@@ -343,7 +350,7 @@ class Program:
         while inputs and inputs[-1] is None:
             inputs.pop()
         in_slots = tuple(None if x is None else self._read(layer, x) for x in inputs)
-        metas = [self._meta(layer, j) for j in range(layer.num_outputs)]
+        metas = [self._meta(kind, layer, j) for j in range(layer.num_outputs)]
         upcast = tuple(k for k, s in enumerate(in_slots) if s is not None and self._floating[s])
         operands = _TF32_OPERANDS.get(kind, ()) if self.tf32 else ()
         tf32 = tuple(k for k in upcast if operands is None or k in operands)
@@ -374,9 +381,9 @@ class Program:
                 raise RunnerError(f"recurrence {r.name!r} of loop {node.name!r} has no next value (set_input(1, ...))")
         # values from outside, then what the boundary makes inside, then the body
         count_step = (self._read(count, count.get_input(0)), self._build("TRIP_LIMIT", count)) if count else None
-        iterators = [(self._read(it, it.get_input(0)), self._build("ITERATOR", it), self._meta(it))
+        iterators = [(self._read(it, it.get_input(0)), self._build("ITERATOR", it), self._meta("ITERATOR", it))
                      for it in node.iterators]
-        recurrences = [(self._read(r, r.get_input(0)), r, self._build("RECURRENCE", r), self._meta(r))
+        recurrences = [(self._read(r, r.get_input(0)), r, self._build("RECURRENCE", r), self._meta("RECURRENCE", r))
                        for r in node.recurrences]
         lengths = [None if out.kind.name == "LAST_VALUE" else self._read(out, out.get_input(1))
                    for out in node.outputs]
@@ -389,7 +396,7 @@ class Program:
             head, body = _split_needed(body, condition[0])
         needed = _needed_slots(head) | ({condition[0]} if condition else set())
         outputs = [(self._read(out, out.get_input(0)), length, self._build("LOOP_OUTPUT", out),
-                    tuple(out.get_input(0).shape), self._meta(out))
+                    tuple(out.get_input(0).shape), self._meta("LOOP_OUTPUT", out))
                    for out, length in zip(node.outputs, lengths)]
         made, read = _made_and_read(node.all_layers())
         return LoopStep(
@@ -407,7 +414,7 @@ class Program:
         condition = (self._read(cond, cond.get_input(0)), self._build("CONDITION", cond))
         branches = tuple(self._compile_region(b) for b in node.branches)
         outputs = [((self._read(o, o.get_input(0)), self._read(o, o.get_input(1))),
-                    self._build("CONDITIONAL_OUTPUT", o), self._meta(o)) for o in node.outputs]
+                    self._build("CONDITIONAL_OUTPUT", o), self._meta("CONDITIONAL_OUTPUT", o)) for o in node.outputs]
         made, read = _made_and_read(node.all_layers())
         return CondStep(
             node.name, condition, branches, outputs,

@@ -15,6 +15,7 @@ import torch
 
 from netdef import dtypes
 from netdef.arrays import weights_array
+from netdef.errors import RunnerError
 
 LAYERS: dict[str, Callable[[Any, "Context"], Callable]] = {}
 
@@ -34,6 +35,15 @@ def register(*kinds: str) -> Callable:
 def bits(mask: int, rank: int) -> list[int]:
     """Axes of a TensorRT axes bitmask (bit i = axis i)."""
     return [a for a in range(rank) if mask >> a & 1]
+
+
+def one_axis(mask: int, rank: int) -> int:
+    """The axis of a bitmask that must select exactly one (softmax, top-k)."""
+    axes = bits(mask, rank)
+    if len(axes) != 1:
+        raise RunnerError(f"axes bitmask {mask:#b} selects axes {axes} of a rank-{rank} input; "
+                          "this layer takes exactly one axis")
+    return axes[0]
 
 
 def round_tf32(x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from netdef.errors import RunnerError
-from netdef.reference.registry import bits, input_rank, register
+from netdef.reference.registry import bits, input_rank, one_axis, register
 
 
 @register("REDUCE")
@@ -33,13 +33,13 @@ def reduce(layer, ctx):
 
 @register("SOFTMAX")
 def softmax(layer, ctx):
-    (axis,) = bits(layer.axes, input_rank(layer))
+    axis = one_axis(layer.axes, input_rank(layer))
     return lambda x: torch.softmax(x, axis)
 
 
 @register("TOPK")
 def topk(layer, ctx):
-    (axis,) = bits(layer.axes, input_rank(layer))
+    axis = one_axis(layer.axes, input_rank(layer))
     largest, k0 = layer.op.name == "MAX", layer.k
 
     def fn(x, k=None):
