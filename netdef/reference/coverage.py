@@ -20,7 +20,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from netdef import backend
+from netdef import backend, dtypes
+from netdef.arrays import weights_array
+from netdef.reference.layers.attention import _causal_kind
+from netdef.reference.registry import bits, input_or_none
 
 __all__ = ["Config", "configuration", "configurations"]
 
@@ -40,25 +43,17 @@ _BARE = ("op", "mode", "kind", "dtype")  # attributes shown by value only
 
 
 # ---- readers of what TensorRT holds ----------------------------------------------------------------
-def _dtype(t: Any) -> str:
-    return t.dtype.name.lower() if t is not None else "-"
-
-
-def _floating(t: Any) -> bool:
-    return _dtype(t) in ("float", "half", "bf16", "fp8")
-
-
-_NAMES = {"float": "float32", "half": "float16", "bf16": "bfloat16", "fp8": "float8", "int32": "int32",
-          "int64": "int64", "int8": "int8", "uint8": "uint8", "bool": "bool"}
+_SPELLING = {"float8_e4m3fn": "float8"}  # the coverage table's (docs/reference.md) spelling
 
 
 def _dt(t: Any) -> str:
-    d = _dtype(t)
-    return _NAMES.get(d, d)
-
-
-def _input(layer: Any, i: int) -> Any:
-    return layer.get_input(i) if i < layer.num_inputs else None
+    if t is None:
+        return "-"
+    try:
+        d = dtypes.name(t.dtype)
+    except TypeError:  # a TensorRT type netdef has no name for (INT4, FP4, ...)
+        return t.dtype.name.lower()
+    return _SPELLING.get(d, d)
 
 
 def _precision(layer: Any) -> str:
@@ -83,7 +78,7 @@ def _groups(layer: Any) -> str:
 
 
 def _operand(layer: Any, i: int, weights: Any) -> str:
-    if _input(layer, i) is not None:
+    if input_or_none(layer, i) is not None:
         return "input"  # a kernel fed by a tensor (e.g. the DEQUANTIZE of int8 Q/DQ)
     return "weights" if weights is not None and weights.size else "none"
 
@@ -122,8 +117,6 @@ def _pooling(layer: Any) -> dict:
 
 def _acts(w: Any, neutral: float) -> bool:
     """Whether scale-layer weights do something (empty, or all equal to the neutral value, do not)."""
-    from netdef.reference.registry import weights_array  # reads bfloat16 weights too
-
     arr = weights_array(w)
     return arr is not None and not bool(np.all(arr.astype(np.float32) == neutral))
 
@@ -156,7 +149,7 @@ def _shuffle(layer: Any) -> dict:
     rank_in, rank_out = len(layer.get_input(0).shape), len(layer.get_output(0).shape)
     first = tuple(layer.first_transpose)[:rank_in] != tuple(range(rank_in))
     second = tuple(layer.second_transpose)[:rank_out] != tuple(range(rank_out))
-    if _input(layer, 1) is not None:
+    if input_or_none(layer, 1) is not None:
         reshape = "input"
     elif layer.reshape_dims is None:
         reshape = "none"
@@ -167,9 +160,10 @@ def _shuffle(layer: Any) -> dict:
 
 
 def _slice(layer: Any) -> dict:
-    dynamic = [n for i, n in ((1, "start"), (2, "size"), (3, "stride"), (5, "axes")) if _input(layer, i) is not None]
+    dynamic = [n for i, n in ((1, "start"), (2, "size"), (3, "stride"), (5, "axes"))
+               if input_or_none(layer, i) is not None]
     out = {"mode": layer.mode.name, "inputs": "+".join(dynamic) or "static"}
-    if _input(layer, 3) is None:
+    if input_or_none(layer, 3) is None:
         out["stride"] = "1" if all(s == 1 for s in layer.stride) else "other"
     return out
 
@@ -183,8 +177,8 @@ def _resize(layer: Any) -> dict:
         out["cubic_coeff"] = f"{layer.cubic_coeff:g}"
         out["exclude_outside"] = str(bool(layer.exclude_outside)).lower()
     out["selector"] = layer.selector_for_single_pixel.name
-    size = _input(layer, 1)
-    out["size"] = ("scales input" if _floating(size) else "shape input") if size is not None else \
+    size = input_or_none(layer, 1)
+    out["size"] = ("scales input" if dtypes.is_floating(size.dtype) else "shape input") if size is not None else \
         ("scales" if len(layer.scales) else "shape")
     out["dtype"] = _precision(layer)
     return out
@@ -197,7 +191,7 @@ def _qdq(layer: Any, value: Any) -> dict:
         granularity = "per-tensor"
     else:
         granularity = "per-channel" if rank == 1 else "block"
-    return {"granularity": granularity, "zero_point": "yes" if _input(layer, 2) is not None else "no",
+    return {"granularity": granularity, "zero_point": "yes" if input_or_none(layer, 2) is not None else "no",
             "dtype": f"{_dt(layer.get_input(0))}->{_dt(value)}"}
 
 
@@ -208,7 +202,7 @@ def _cast(layer: Any) -> dict:
 
 def _normalization(layer: Any) -> dict:
     rank = len(layer.get_input(0).shape)
-    axes = [a for a in range(rank) if layer.axes >> a & 1]
+    axes = bits(layer.axes, rank)
     over = "last axis" if axes == [rank - 1] else ("spatial axes" if axes == list(range(2, rank)) else
                                                   ",".join(map(str, axes)))
     return {"over": over, "groups": "1" if layer.num_groups == 1 else ">1", "dtype": _precision(layer)}
@@ -237,14 +231,12 @@ def _attention(layer: Any) -> dict:
     mask (a bool mask selects keys, a floating one is added to the scores), grouped-query heads
     and key/value lengths select different code."""
     att = layer.attention
-    kind = getattr(att, "causal_kind", None)
-    causal = kind.name if kind is not None else ("UPPER_LEFT" if att.causal else "NONE")
-    mask = _input(layer, 3)
+    mask = input_or_none(layer, 3)
     heads = [tuple(layer.get_input(i).shape)[1] for i in (0, 1)]
-    out = {"norm": att.norm_op.name, "causal": causal,
+    out = {"norm": att.norm_op.name, "causal": _causal_kind(att),
            "mask": "none" if mask is None else ("bool" if _dt(mask) == "bool" else "added"),
            "heads": "same" if heads[0] == heads[1] else "grouped"}
-    if _input(layer, 6) is not None:
+    if input_or_none(layer, 6) is not None:
         out["kv_lengths"] = "input"
     out["dtype"] = _dt(layer.get_input(0))
     return out
@@ -254,7 +246,7 @@ def _rotary(layer: Any) -> dict:
     dim, d = layer.rotary_embedding_dim, tuple(layer.get_input(0).shape)[-1]
     return {"interleaved": str(bool(layer.interleaved)).lower(),
             "rotated": "all" if dim in (0, d) else "part",
-            "positions": "input" if _input(layer, 3) is not None else "none", "dtype": _precision(layer)}
+            "positions": "input" if input_or_none(layer, 3) is not None else "none", "dtype": _precision(layer)}
 
 
 def _nms(layer: Any) -> dict:
@@ -285,7 +277,7 @@ _READERS: dict[str, Callable[[Any], dict]] = {
     "NORMALIZATION": _normalization,
     "GATHER": lambda la: {"mode": la.mode.name, "elementwise_dims": str(la.num_elementwise_dims)},
     "SCATTER": lambda la: {"mode": la.mode.name},
-    "TOPK": lambda la: {"op": la.op.name, "k": "input" if _input(la, 1) is not None else "static"},
+    "TOPK": lambda la: {"op": la.op.name, "k": "input" if input_or_none(la, 1) is not None else "static"},
     "CUMULATIVE": lambda la: {"exclusive": str(la.exclusive).lower(), "reverse": str(la.reverse).lower()},
     "FILL": lambda la: {"op": la.operation.name},
     "PADDING": lambda la: {"pads": "crops" if any(p < 0 for p in (*la.pre_padding_nd, *la.post_padding_nd))

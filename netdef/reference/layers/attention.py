@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from netdef.errors import RunnerError
 from netdef import backend
+from netdef.errors import RunnerError
 from netdef.reference.registry import input_or_none, register
 
 _MASK, _QUANT_SCALE, _Q_LENGTHS, _KV_LENGTHS = 3, 4, 5, 6
