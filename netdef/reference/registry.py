@@ -46,6 +46,11 @@ def one_axis(mask: int, rank: int) -> int:
     return axes[0]
 
 
+def flat_pad(pre, post) -> list[int]:
+    """Per-dimension (pre, post) padding in F.pad's order: last dimension first, (pre, post) pairs."""
+    return [p for pair in zip(reversed(pre), reversed(post)) for p in pair]
+
+
 def round_tf32(x: torch.Tensor) -> torch.Tensor:
     """float32 values rounded to TF32 (10 explicit mantissa bits), to nearest with ties away from
     zero, as tensor cores convert float32 operands (PTX cvt.rna.tf32.f32)."""

@@ -6,7 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from netdef.reference.registry import input_or_none, register
+from netdef.reference.registry import flat_pad, input_or_none, register
 
 
 def _pads(mode: str, sizes, window, stride, dilation, pre, post) -> tuple[list, list, list]:
@@ -32,10 +32,6 @@ def _pads(mode: str, sizes, window, stride, dilation, pre, post) -> tuple[list, 
     return B, A, E
 
 
-def _flat_pad(pre, post) -> list[int]:
-    return [p for pair in zip(reversed(pre), reversed(post)) for p in pair]
-
-
 def _read_padding(layer):
     return layer.padding_mode.name, list(layer.pre_padding), list(layer.post_padding)
 
@@ -59,7 +55,7 @@ def convolution(layer, ctx):
         A = [a + e for a, e in zip(A, E)]
         if B == A and all(p >= 0 for p in B):
             return conv(x, w, b, stride, B, dilation, groups)
-        return conv(F.pad(x, _flat_pad(B, A)), w, b, stride, 0, dilation, groups)
+        return conv(F.pad(x, flat_pad(B, A)), w, b, stride, 0, dilation, groups)
     return fn
 
 
@@ -89,7 +85,7 @@ def deconvolution(layer, ctx):
         if B == A and all(p >= 0 for p in B):
             return deconv(x, w, b, stride, B, 0, groups, dilation)
         y = deconv(x, w, b, stride, 0, 0, groups, dilation)
-        return F.pad(y, _flat_pad([-p for p in B], [-p for p in A]))  # crop (or pad if negative)
+        return F.pad(y, flat_pad([-p for p in B], [-p for p in A]))  # crop (or pad if negative)
     return fn
 
 
@@ -106,19 +102,19 @@ def pooling(layer, ctx):
     def pool_max(x, B, A, E):
         if B == A and not any(E) and all(0 <= p <= k // 2 for p, k in zip(B, window)):
             return max_pool(x, window, stride, B)
-        return max_pool(F.pad(x, _flat_pad(B, [a + e for a, e in zip(A, E)]), value=-math.inf), window, stride)
+        return max_pool(F.pad(x, flat_pad(B, [a + e for a, e in zip(A, E)]), value=-math.inf), window, stride)
 
     def pool_avg(x, B, A, E):
         if B == A and not any(E) and all(0 <= p <= k // 2 for p, k in zip(B, window)):
             return avg_pool(x, window, stride, B, count_include_pad=not exclude)
         # sum over the window / number of window cells on the input (exclude) or padded input
-        total = avg_pool(F.pad(x, _flat_pad(B, [a + e for a, e in zip(A, E)])), window, stride,
+        total = avg_pool(F.pad(x, flat_pad(B, [a + e for a, e in zip(A, E)])), window, stride,
                          divisor_override=1)
         mask = torch.ones((1, 1, *x.shape[-n:]), dtype=x.dtype, device=x.device)
         if not exclude:
-            mask = F.pad(mask, _flat_pad(B, A), value=1.0)
+            mask = F.pad(mask, flat_pad(B, A), value=1.0)
             B, A = [0] * n, [0] * n
-        mask = F.pad(mask, _flat_pad(B, [a + e for a, e in zip(A, E)]))
+        mask = F.pad(mask, flat_pad(B, [a + e for a, e in zip(A, E)]))
         return total / avg_pool(mask, window, stride, divisor_override=1)
 
     def fn(x):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from netdef.errors import RunnerError
-from netdef.reference.registry import input_rank, register
+from netdef.reference.registry import flat_pad, input_rank, register
 
 
 @register("CONSTANT")
@@ -127,7 +127,7 @@ def slice_(layer, ctx):
 @register("PADDING")
 def padding(layer, ctx):
     pre, post = list(layer.pre_padding_nd), list(layer.post_padding_nd)
-    pad = [p for pair in zip(reversed(pre), reversed(post)) for p in pair]
+    pad = flat_pad(pre, post)
     return lambda x: F.pad(x, pad)  # zeros on the innermost len(pre) dims; negative crops
 
 
