@@ -59,24 +59,22 @@ def elementwise(layer, ctx):
     return table[layer.op.name]
 
 
-def _unary_table() -> dict[str, Callable]:
-    return {
-        "EXP": torch.exp, "LOG": torch.log, "SQRT": torch.sqrt, "RECIP": torch.reciprocal,
-        "ABS": torch.abs, "NEG": torch.neg, "SIN": torch.sin, "COS": torch.cos, "TAN": torch.tan,
-        "SINH": torch.sinh, "COSH": torch.cosh, "ASIN": torch.asin, "ACOS": torch.acos,
-        "ATAN": torch.atan, "ASINH": torch.asinh, "ACOSH": torch.acosh, "ATANH": torch.atanh,
-        "CEIL": torch.ceil, "FLOOR": torch.floor, "ERF": torch.erf, "NOT": torch.logical_not,
-        "SIGN": torch.sign, "ROUND": torch.round,  # torch.round: half to even, as TensorRT
-        "ISINF": torch.isinf, "ISNAN": torch.isnan,
-    }
+_UNARY: dict[str, Callable] = {
+    "EXP": torch.exp, "LOG": torch.log, "SQRT": torch.sqrt, "RECIP": torch.reciprocal,
+    "ABS": torch.abs, "NEG": torch.neg, "SIN": torch.sin, "COS": torch.cos, "TAN": torch.tan,
+    "SINH": torch.sinh, "COSH": torch.cosh, "ASIN": torch.asin, "ACOS": torch.acos,
+    "ATAN": torch.atan, "ASINH": torch.asinh, "ACOSH": torch.acosh, "ATANH": torch.atanh,
+    "CEIL": torch.ceil, "FLOOR": torch.floor, "ERF": torch.erf, "NOT": torch.logical_not,
+    "SIGN": torch.sign, "ROUND": torch.round,  # torch.round: half to even, as TensorRT
+    "ISINF": torch.isinf, "ISNAN": torch.isnan,
+}
 
 
 @register("UNARY")
 def unary(layer, ctx):
-    table = _unary_table()
-    if layer.op.name not in table:
+    if layer.op.name not in _UNARY:
         raise RunnerError(f"unary operation {layer.op.name} is not supported")
-    return table[layer.op.name]
+    return _UNARY[layer.op.name]
 
 
 @register("PARAMETRIC_RELU")
