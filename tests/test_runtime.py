@@ -348,6 +348,7 @@ MALFORMED = [
     ({"plan_sha256": "abc"}, "'plan_sha256' must be 64 lowercase hex digits"),
     ({"compute_capabilities": ["fast"]}, "'compute_capabilities[0]' must be a compute capability"),
     ({"gpu": {"compute_capability": [8]}}, "'gpu.compute_capability' must be [major, minor]"),
+    ({"gpu": {"compute_capability": "CURRENT"}}, "'gpu.compute_capability' must be a compute capability"),
     ({"dtype_overrides": {"a": 1}}, "'dtype_overrides[\"a\"]' must be a string"),
     ({"previous": {"plan_bytes": 1}}, "'previous.plan_sha256' is missing"),
     ({"backend": ["tensorrt_rtx"]}, "'backend' must be a string"),
@@ -470,6 +471,15 @@ def test_classic_row_device_checks(built, as_classic):
     with pytest.raises(netdef.EngineError, match=r"built on NVIDIA A100 \(compute capability 8.0\) but this GPU is "
                                                  r"cuda:0 NVIDIA H100 \(compute capability 9.0\); classic TensorRT"):
         check_device(h100, dict(meta, gpu={"name": "NVIDIA A100", "compute_capability": "8.0"}), "'p'")
+
+
+def test_compute_capabilities_parse_or_are_one_engine_error():
+    from netdef.runtime.device import parse_cc
+
+    assert parse_cc("8.6") == parse_cc("SM86") == parse_cc([8, 6]) == (8, 6) and parse_cc("SM120") == (12, 0)
+    for bad in ("CURRENT", "SM", [8], "x.y"):
+        with pytest.raises(netdef.EngineError, match="is not a compute capability such as"):
+            parse_cc(bad)
 
 
 def test_classic_row_plan_checks(built, as_classic, tmp_path):
