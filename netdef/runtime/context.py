@@ -140,7 +140,7 @@ class Context:
                 self._capture()
         self.mem.end()
         if new and eng.runtime_cache is not None:
-            eng.runtime_cache.note_new_shape()
+            eng.runtime_cache.note_shape(signature)
         return {s.name: bufs[s.name] if s.name in bufs else self.dynamic[s.name].output() for s in eng.outputs}
 
     def _execute(self) -> None:
