@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from netdef import backend
 from netdef.errors import EngineError, shown
+from netdef.optional import install_hint
 
 # TensorRT-RTX engines built with the default targets skip Turing (documented in its support matrix)
 _RTX_DEFAULT_EXCLUDES = ((7, 5),)
@@ -70,9 +71,9 @@ def cuda_device(index: int | None = None) -> Device:
         except EngineError as exc:
             reasons.append(f"cuda-python: {exc}")
     raise EngineError("running an engine needs an NVIDIA GPU with a working driver, seen through torch "
-                      "or cuda-python; here " + "; ".join(reasons) + ". Install an NVIDIA driver and a "
-                      "CUDA build of torch (`pip install torch`) or `pip install cuda-python`. Building "
-                      "engines and the reference runner need no GPU.")
+                      "or cuda-python; here " + "; ".join(reasons) + ". Install an NVIDIA driver and either "
+                      f"a CUDA build of torch ({install_hint('torch')}) or cuda-python (pip install "
+                      "cuda-python). Building engines and the reference runner need no GPU.")
 
 
 def supported_capabilities() -> tuple[tuple[int, int], ...] | None:
