@@ -116,7 +116,21 @@ def resolve_model(spec: str) -> Any:
         object.__setattr__(model, "example_input_shape", MODELS[spec.lower()].input_shape)
         return model
     factory = _load_attr(spec, "model")
-    return factory if isinstance(factory, Module) else _call(factory, spec, "model")
+    _refuse_torch(factory, spec)  # before calling: a torch class would be built for nothing
+    model = factory if isinstance(factory, Module) else _call(factory, spec, "model")
+    _refuse_torch(model, spec)
+    return model
+
+
+def _refuse_torch(obj: Any, spec: str) -> None:
+    """A torch module (or class) given where the netdef port belongs: say so instead of failing later."""
+    torch = sys.modules.get("torch")  # a torch object exists only if torch was imported
+    if torch is None:
+        return
+    cls = obj if isinstance(obj, type) else type(obj)
+    if issubclass(cls, torch.nn.Module):
+        raise NetdefError(f"model {spec!r} is a torch module; MODEL must be the netdef port "
+                          "(the torch original is compare's ORIGINAL argument)")
 
 
 def resolve_original(spec: str) -> Any:

@@ -69,8 +69,8 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
         else:
             with contextlib.suppress(OSError):
                 stale = time.time() - os.stat(full).st_mtime > FOREIGN_STALE_SECONDS
-        if stale:
-            with contextlib.suppress(FileNotFoundError):
+        if stale:  # another user's in a sticky directory (PermissionError) is not this save's failure
+            with contextlib.suppress(OSError):
                 os.unlink(full)
                 removed.append(full)
     return removed

@@ -26,7 +26,7 @@ from typing import Any
 
 from netdef import backend, sidecar
 from netdef.errors import EngineError
-from netdef.fileio import directory_lock, fsync_directory, remove_stale_temporaries, written_temporary
+from netdef.fileio import atomic_file, directory_lock, fsync_directory, remove_stale_temporaries, written_temporary
 
 SIDECAR_SUFFIX = ".json"
 _LEGACY_PARTIAL = ".partial"  # netdef 0.1's sidecar temp name, shared by every writer
@@ -197,20 +197,14 @@ def save_engine(plan: bytes, path: str | os.PathLike) -> str:
             cleanup.callback(_unlink, plan_tmp)
             previous = _entry_in_place(path, side)
             first = text if previous is None else json.dumps({**meta, "previous": previous}, indent=2).encode()
-            _replace_with(side, first, cleanup)  # describes the plan in place and the new one
+            with atomic_file(side) as f:  # describes the plan in place and the new one
+                f.write(first)
             os.replace(plan_tmp, path)
             fsync_directory(os.path.dirname(path))
             if previous is not None:
-                _replace_with(side, text, cleanup)
+                with atomic_file(side) as f:
+                    f.write(text)
     return given
-
-
-def _replace_with(target: str, content: bytes, cleanup: contextlib.ExitStack) -> None:
-    with written_temporary(target) as (f, tmp):
-        f.write(content)
-    cleanup.callback(_unlink, tmp)
-    os.replace(tmp, target)
-    fsync_directory(os.path.dirname(target))
 
 
 def _unlink(path: str) -> None:

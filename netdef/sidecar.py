@@ -16,7 +16,8 @@ from netdef.errors import EngineError
 
 MAX_BYTES = 16 << 20  # netdef's sidecars are a few KB; a larger file is not one
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_CC = re.compile(r"(SM\d{2,3}|\d+\.\d+|CURRENT)")  # CURRENT: the building GPU (TensorRT-RTX)
+_CC = re.compile(r"SM\d{2,3}|\d+\.\d+")  # what runtime.device.parse_cc reads
+_TARGET = re.compile(_CC.pattern + "|CURRENT")  # a TensorRT-RTX target; CURRENT: the building GPU
 
 Check = Callable[[Any, str], None]
 
@@ -135,14 +136,16 @@ def _output(v: Any, field: str) -> None:
     _obj({"name": _str(), "dtype": _opt(_str()), "shape": _opt(_dims(-1))}, required=("name",))(v, field)
 
 
-def _capability(v: Any, field: str) -> None:
-    """'8.6', 'SM86' or [8, 6]."""
-    if isinstance(v, list):
-        _list(_int(0))(v, field)
-        if len(v) != 2:
-            raise _Bad(field, f"must be [major, minor], got {_show(v)}")
-    else:
-        _str(_CC, "a compute capability such as '8.6'")(v, field)
+def _capability(pattern: re.Pattern) -> Check:
+    """'8.6', 'SM86' or [8, 6] (and what else `pattern` allows)."""
+    def check(v: Any, field: str) -> None:
+        if isinstance(v, list):
+            _list(_int(0))(v, field)
+            if len(v) != 2:
+                raise _Bad(field, f"must be [major, minor], got {_show(v)}")
+        else:
+            _str(pattern, "a compute capability such as '8.6'")(v, field)
+    return check
 
 
 def _unique_names(items: list, field: str) -> None:
@@ -176,8 +179,8 @@ _FIELDS: dict[str, Check] = {
     "layers": _int(0),
     "folded_batchnorms": _int(0),
     "build_seconds": _number,
-    "compute_capabilities": _list(_capability),
-    "gpu": _obj({"name": _str(), "compute_capability": _capability}),
+    "compute_capabilities": _list(_capability(_TARGET)),  # TensorRT-RTX: CURRENT is handled before parsing
+    "gpu": _obj({"name": _str(), "compute_capability": _capability(_CC)}),  # a real GPU's, never CURRENT
     "plan_bytes": _int(1),
     "plan_sha256": _str(_SHA256, "64 lowercase hex digits (a SHA-256)"),
 }

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from netdef import __version__
-from netdef.errors import NetdefError
+from netdef.errors import NetdefError, shown
 from netdef.fileio import atomic_file
 from netdef.plan import load_plan, save_engine
+from netdef.runtime.checks import identity
 
 __all__ = ["TritonError", "Repository", "model_config", "write_repository"]
 
@@ -62,6 +63,22 @@ def _name(text: str) -> str:
     return name
 
 
+def _require_fields(kind: str, t: dict | str, where: str) -> None:
+    """The sidecar schema lets a tensor record less than a config needs (an output as a bare name,
+    an input without dtype or profile); say which field of which tensor is missing."""
+    if isinstance(t, str):
+        raise TritonError(f"engine {where!r}: its sidecar records {kind} {shown(t)} by name only; Triton's "
+                          "configuration needs its dtype and shape: rebuild it with netdef.build / netdef build")
+    needed = ["dtype", "shape"]
+    if kind == "input" and t.get("shape") and t["shape"][0] == -1:
+        needed += ["min", "opt", "max"]  # a dynamic first dimension: the profile bounds Triton's batch
+    missing = [f for f in needed if t.get(f) is None]
+    if missing:
+        raise TritonError(f"engine {where!r}: its sidecar records no {' or '.join(missing)} for {kind} "
+                          f"{shown(t['name'])}, which Triton's configuration needs: rebuild it with "
+                          "netdef.build / netdef build")
+
+
 def _batch(inputs: Sequence[dict], outputs: Sequence[dict]) -> int:
     """The largest batch Triton may form, when the engine is batched along a leading dynamic dim, else 0."""
     if not inputs or not all(i["shape"] and i["shape"][0] == -1 and i["min"][0] <= 1 for i in inputs):
@@ -85,6 +102,7 @@ def model_config(metadata: dict, name: str, *, max_batch_size: int | None = None
                           "(a plan made outside netdef): build it with netdef.build / netdef build")
     for kind, tensors in (("input", inputs), ("output", outputs)):
         for t in tensors:
+            _require_fields(kind, t, source or name)
             if t["dtype"] not in DATA_TYPES:
                 raise TritonError(f"{kind} {t['name']!r} has dtype {t['dtype']}, which Triton's model configuration "
                                   f"has no type for (it has {', '.join(sorted(DATA_TYPES))})")
@@ -141,7 +159,7 @@ def write_repository(engine: str | os.PathLike, repository: str | os.PathLike, n
     engine = os.fspath(engine)
     plan = load_plan(engine)  # a missing, damaged or foreign file is an EngineError naming it
     meta = plan.metadata
-    built_by = meta.get("backend") or (plan.header.backend if plan.header is not None else None)
+    built_by = identity(plan)[0]
     if built_by == "tensorrt_rtx" and not allow_rtx:
         raise TritonError(f"{engine} is a TensorRT-RTX plan ({meta.get('backend_version', '')}); Triton's "
                           "tensorrt_plan platform runs classic TensorRT plans only, built by the TensorRT version "

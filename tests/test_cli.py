@@ -264,3 +264,22 @@ def test_readme_command_lines_parse():
     for line in lines:
         args = build_parser().parse_args(shlex.split(line)[1:])  # a bad flag or value exits 2 here
         assert args.command == shlex.split(line)[1]
+
+
+@pytest.mark.parametrize("attr", ["Net", "net", "make"])
+def test_a_torch_module_as_model_is_a_user_error(capsys, tmp_path, attr):
+    (tmp_path / "m.py").write_text(textwrap.dedent("""
+        import torch
+
+        class Net(torch.nn.Module):
+            def forward(self, x):
+                return x * 2
+
+        net = Net()
+
+        def make():
+            return Net()
+    """))
+    spec = f"{tmp_path / 'm.py'}:{attr}"
+    err = user_error(capsys, "inspect", spec, "-s", "x=1,3")
+    assert f"model {spec!r} is a torch module; MODEL must be the netdef port" in err and "ORIGINAL" in err

@@ -3,6 +3,7 @@ execution tests are marked gpu and skip where no GPU the backend supports exists
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import threading
@@ -348,6 +349,7 @@ MALFORMED = [
     ({"plan_sha256": "abc"}, "'plan_sha256' must be 64 lowercase hex digits"),
     ({"compute_capabilities": ["fast"]}, "'compute_capabilities[0]' must be a compute capability"),
     ({"gpu": {"compute_capability": [8]}}, "'gpu.compute_capability' must be [major, minor]"),
+    ({"gpu": {"compute_capability": "CURRENT"}}, "'gpu.compute_capability' must be a compute capability"),
     ({"dtype_overrides": {"a": 1}}, "'dtype_overrides[\"a\"]' must be a string"),
     ({"previous": {"plan_bytes": 1}}, "'previous.plan_sha256' is missing"),
     ({"backend": ["tensorrt_rtx"]}, "'backend' must be a string"),
@@ -470,6 +472,15 @@ def test_classic_row_device_checks(built, as_classic):
     with pytest.raises(netdef.EngineError, match=r"built on NVIDIA A100 \(compute capability 8.0\) but this GPU is "
                                                  r"cuda:0 NVIDIA H100 \(compute capability 9.0\); classic TensorRT"):
         check_device(h100, dict(meta, gpu={"name": "NVIDIA A100", "compute_capability": "8.0"}), "'p'")
+
+
+def test_compute_capabilities_parse_or_are_one_engine_error():
+    from netdef.runtime.device import parse_cc
+
+    assert parse_cc("8.6") == parse_cc("SM86") == parse_cc([8, 6]) == (8, 6) and parse_cc("SM120") == (12, 0)
+    for bad in ("CURRENT", "SM", [8], "x.y"):
+        with pytest.raises(netdef.EngineError, match="is not a compute capability such as"):
+            parse_cc(bad)
 
 
 def test_classic_row_plan_checks(built, as_classic, tmp_path):
@@ -621,6 +632,56 @@ def test_rtx_runtime_cache_is_written_every_few_new_shapes_and_on_close(copy, rn
         for i in range(SAVE_EVERY):
             engine(randn(rng, 1 + i % 4, 3, 8, 8))
         assert engine.runtime_cache.writes <= 1
+
+
+
+@pytest.mark.gpu
+@gpu
+@rtx_only
+def test_rtx_runtime_cache_counts_only_shapes_never_run_before(copy, rng):
+    """More cycling shapes than a context keeps output buffers for are still not new shapes."""
+    from netdef.runtime.cache import SAVE_EVERY
+    from netdef.runtime.context import OUTPUT_SIGNATURES
+
+    shapes = SAVE_EVERY - 1
+    assert shapes > OUTPUT_SIGNATURES
+    with Engine.load(copy) as engine:
+        for i in range(4 * shapes):
+            engine(randn(rng, 1 + i % shapes, 3, 8, 8))
+        assert engine.runtime_cache.writes == 0 and engine.runtime_cache.pending == shapes
+
+
+@pytest.mark.gpu
+@gpu
+@rtx_only
+def test_rtx_runtime_cache_write_that_failed_is_tried_again(copy, rng):
+    cache = copy.parent / (copy.name + ".runtime_cache")
+    with Engine.load(copy) as engine:
+        engine(randn(rng, 2, 3, 8, 8))
+        cache.mkdir()  # the rename over it fails
+        with pytest.raises(OSError):
+            engine.save_runtime_cache()
+        cache.rmdir()
+        assert engine.save_runtime_cache() and cache.is_file()
+
+
+def test_an_unreadable_runtime_cache_is_one_engine_error_naming_it(tmp_path):
+    from netdef.runtime import cache
+
+    path = tmp_path / "m.engine.runtime_cache"
+    assert cache.read(str(path)) is None  # none yet
+    path.write_bytes(b"kernels")
+    assert cache.read(str(path)) == b"kernels"
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(netdef.EngineError, match=f"runtime cache {str(path)!r} is not a regular file"):
+        cache.read(str(path))
+    path.rmdir()
+    path.write_bytes(b"kernels")
+    path.chmod(0)
+    if not os.access(path, os.R_OK):  # root reads it anyway
+        with pytest.raises(netdef.EngineError, match=f"cannot read the TensorRT-RTX runtime cache {str(path)!r}"):
+            cache.read(str(path))
 
 
 @pytest.mark.gpu

@@ -210,6 +210,21 @@ def test_stale_temporaries_are_removed_but_live_ones_are_not(plans, tmp_path):
     assert other_target.name in left  # another target's: not this save's to judge
 
 
+def test_a_stale_temporary_that_cannot_be_removed_does_not_fail_the_save(plans, tmp_path):
+    """Like another user's temp file in a sticky /tmp (root ignores permissions, so a directory,
+    which unlink refuses, stands in): the save goes ahead and the leftover is not reported removed."""
+    from netdef.fileio import _host_tag, remove_stale_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    target = tmp_path / "net.engine"
+    stuck = tmp_path / f".net.engine.{_host_tag()}-{dead}-0123abcd{TMP_SUFFIX}"
+    stuck.mkdir()
+    save_engine(plans["A"], target)
+    assert load_plan(target) == bytes(plans["A"]) and stuck.is_dir()
+    assert remove_stale_temporaries(target) == []
+
+
 def test_a_sidecar_path_that_is_a_directory_fails_before_anything_changes(plans, tmp_path):
     target = tmp_path / "net.engine"
     save_engine(plans["A"], target)

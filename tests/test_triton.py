@@ -123,3 +123,28 @@ def test_plans_without_a_sidecar_or_with_unservable_dtypes_are_refused(tmp_path)
             "outputs": [{"name": "y", "dtype": "float32", "shape": [4]}]}
     with pytest.raises(triton.TritonError, match="input 'x' has dtype float8_e4m3fn"):
         triton.model_config(meta, "m")
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda m: m.update(outputs=[o["name"] for o in m["outputs"]]), "output 'output' by name only"),
+    (lambda m: m["inputs"][0].pop("dtype"), "no dtype for input 'x'"),
+    (lambda m: [m["inputs"][0].pop(k) for k in ("min", "max")], "no min or max for input 'x'"),
+])
+def test_sidecars_the_schema_accepts_but_triton_cannot_use_are_one_error(tmp_path, capsys, edit, named):
+    """The sidecar schema lets a tensor record less than a config needs; the CLI says what, in one line."""
+    import json
+
+    from netdef.cli import main
+
+    engine = _engine(tmp_path, "dyn", netdef.Input("x", (("batch", 1, 2, 4), 1, 28, 28)))
+    with open(engine + ".json") as f:
+        meta = json.load(f)
+    edit(meta)
+    with open(engine + ".json", "w") as f:
+        json.dump(meta, f)
+    assert load_plan(engine).metadata["inputs"][0]["name"] == "x"  # the schema accepts the edit
+    with pytest.raises(triton.TritonError, match=named):
+        triton.write_repository(engine, tmp_path / "repo", allow_rtx=True)
+    assert main(["triton", engine, "-o", str(tmp_path / "repo"), "--allow-rtx"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("netdef triton: error:") and named in err[0]

@@ -773,3 +773,29 @@ def test_to_torch_for_the_torch_original(tmp_path):
     assert torch.equal(netdef.weights.to_torch(bf, like={})["0.weight"], like["0.weight"].to(torch.bfloat16))
     with pytest.raises(netdef.WeightsError, match=r"'0.weight' has shape \(5,\) but the torch model's is \(4, 3, 3, 3\)"):
         netdef.weights.to_torch({"0.weight": np.ones(5, np.float32)}, like=like)
+
+
+@pytest.mark.parametrize("text, what", [
+    (b'{"weight_map": {"w": "a\xff.safetensors"}}', "not a valid JSON sharded checkpoint index"),  # not UTF-8
+    (b"[" * 100_000, "nested too deeply"),
+])
+def test_a_damaged_sharded_index_is_one_error_naming_it(tmp_path, text, what):
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_bytes(text)
+    message = error(index)
+    assert str(index) in message and what in message
+
+
+def test_a_sharded_index_that_is_a_fifo_is_refused_before_it_is_opened(tmp_path):
+    os.mkfifo(tmp_path / "model.safetensors.index.json")  # opening it to read would block forever
+    message = error(tmp_path / "model.safetensors.index.json")
+    assert "is a named pipe (FIFO), not a regular file" in message
+
+
+def test_a_sharded_index_names_a_huge_key_in_a_short_message(tmp_path):
+    key = "k" * 1_000_000
+    safetensors.numpy.save_file({"other": np.ones(2, np.float32)}, str(tmp_path / "shard.safetensors"))
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {key: "shard.safetensors"}}))
+    message = error(index)
+    assert "does not hold it" in message and "1,000,000 characters" in message and len(message) < 600

@@ -8,10 +8,12 @@ once per call. A process killed outright loses what it compiled since the last w
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import warnings
 from typing import Any
 
+from netdef.errors import EngineError
 from netdef.fileio import atomic_file
 
 SUFFIX = ".runtime_cache"
@@ -22,24 +24,28 @@ class RuntimeCache:
     """One engine's IRuntimeCache, shared by every thread's runtime config (TensorRT-RTX only)."""
 
     def __init__(self, engine: Any, path: str | None) -> None:
+        blob = read(path) if path else None
         self.config = engine.create_runtime_config()  # owns the cache: keep it alive
         self.cache = self.config.create_runtime_cache()
         self.path = path
+        self.seen: set[tuple] = set()  # every input-shape signature run so far, by any thread
         self.pending = 0  # new shape signatures since the last write
         self.writes = 0
         self._lock = threading.Lock()
-        if path and os.path.exists(path):
-            with open(path, "rb") as f:
-                blob = f.read()
+        if blob is not None:
             # False means it was made for another GPU, driver or version: start empty, overwrite later
             self.cache.deserialize(blob)
 
     def attach(self, config: Any) -> None:
         config.set_runtime_cache(self.cache)
 
-    def note_new_shape(self) -> None:
-        """Called after a call with a new input-shape signature; writes every SAVE_EVERY of them."""
+    def note_shape(self, signature: tuple) -> None:
+        """Called after a call whose signature its thread's context had not bound lately (contexts
+        keep only a few); counts signatures no thread ran before, and writes every SAVE_EVERY of them."""
         with self._lock:
+            if signature in self.seen:
+                return
+            self.seen.add(signature)
             self.pending += 1
             due = self.pending >= SAVE_EVERY
         if due:
@@ -53,9 +59,9 @@ class RuntimeCache:
             if not self.pending:
                 return False
             blob = bytes(self.cache.serialize())
-            self.pending = 0
             with atomic_file(self.path) as f:
                 f.write(blob)
+            self.pending = 0  # only now: a failed write stays due and is tried again
             self.writes += 1
         return True
 
@@ -65,3 +71,17 @@ class RuntimeCache:
             self.save()
         except OSError as exc:
             warnings.warn(f"could not write the TensorRT-RTX runtime cache {self.path!r}: {exc}", stacklevel=1)
+
+
+def read(path: str) -> bytes | None:
+    """The cache file's bytes, None if there is none yet; an unreadable one is an EngineError naming it."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a directory cannot be read
+            raise EngineError(f"TensorRT-RTX runtime cache {path!r} is not a regular file: remove it")
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise EngineError(f"cannot read the TensorRT-RTX runtime cache {path!r}: {exc.strerror or exc}; "
+                          "remove it (it is rebuilt) or make it readable") from None

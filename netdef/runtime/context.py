@@ -21,7 +21,8 @@ def shape_of(x: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in x.shape)
 
 
-def _errors(sink: backend.ErrorSink) -> str:
+def logged_errors(sink: backend.ErrorSink) -> str:
+    """What TensorRT logged as errors while `sink` captured, one per indented line, for a message."""
     return "\n  ".join(sink.take() or ["(TensorRT logged no error)"])
 
 
@@ -49,7 +50,7 @@ class Context:
                 self.ctx = engine.trt_engine.create_execution_context(strategy)
         if self.ctx is None:
             raise EngineError(f"engine {engine.where}: TensorRT could not create an execution context:\n  "
-                              + _errors(sink))
+                              + logged_errors(sink))
         self.workspace: Any = None
         self.signature: tuple | None = None
         # input-shape signature -> output name -> buffer; least recently used first
@@ -67,7 +68,7 @@ class Context:
             for spec, shape in zip(eng.inputs, signature):
                 if not self.ctx.set_input_shape(spec.name, shape):
                     raise InputError(f"engine {eng.where}: TensorRT rejected shape {shape} for input "
-                                     f"{spec.name!r}:\n  " + _errors(sink))
+                                     f"{spec.name!r}:\n  " + logged_errors(sink))
             size = self.ctx.update_device_memory_size_for_shapes()
             if self.workspace is None or self.mem.nbytes(self.workspace) < size:
                 self.workspace = self.mem.raw(size)
@@ -140,7 +141,7 @@ class Context:
                 self._capture()
         self.mem.end()
         if new and eng.runtime_cache is not None:
-            eng.runtime_cache.note_new_shape()
+            eng.runtime_cache.note_shape(signature)
         return {s.name: bufs[s.name] if s.name in bufs else self.dynamic[s.name].output() for s in eng.outputs}
 
     def _execute(self) -> None:
@@ -151,7 +152,7 @@ class Context:
             o.failure = None
         if not ok or failed:
             raise EngineError(f"engine {self.engine.where}: execution failed:\n  "
-                              + "\n  ".join(failed) + ("\n  " if failed else "") + _errors(sink))
+                              + "\n  ".join(failed) + ("\n  " if failed else "") + logged_errors(sink))
 
     def _capture(self) -> None:
         """Classic TensorRT: capture the (already warmed-up) enqueue into a torch CUDA graph."""

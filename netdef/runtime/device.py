@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from netdef import backend
-from netdef.errors import EngineError
+from netdef.errors import EngineError, shown
+from netdef.optional import install_hint
 
 # TensorRT-RTX engines built with the default targets skip Turing (documented in its support matrix)
 _RTX_DEFAULT_EXCLUDES = ((7, 5),)
@@ -70,9 +71,9 @@ def cuda_device(index: int | None = None) -> Device:
         except EngineError as exc:
             reasons.append(f"cuda-python: {exc}")
     raise EngineError("running an engine needs an NVIDIA GPU with a working driver, seen through torch "
-                      "or cuda-python; here " + "; ".join(reasons) + ". Install an NVIDIA driver and a "
-                      "CUDA build of torch (`pip install torch`) or `pip install cuda-python`. Building "
-                      "engines and the reference runner need no GPU.")
+                      "or cuda-python; here " + "; ".join(reasons) + ". Install an NVIDIA driver and either "
+                      f"a CUDA build of torch ({install_hint('torch')}) or cuda-python (pip install "
+                      "cuda-python). Building engines and the reference runner need no GPU.")
 
 
 def supported_capabilities() -> tuple[tuple[int, int], ...] | None:
@@ -89,14 +90,20 @@ def _fmt_ccs(ccs: Sequence[tuple[int, int]]) -> str:
 
 
 def parse_cc(value: Any) -> tuple[int, int]:
-    """'8.6', 'SM86', [8, 6] -> (8, 6)."""
-    if isinstance(value, (list, tuple)):
-        return int(value[0]), int(value[1])
-    text = str(value).upper().removeprefix("SM")
-    if "." in text:
-        a, b = text.split(".", 1)
-        return int(a), int(b)
-    return int(text[:-1]), int(text[-1])
+    """'8.6', 'SM86', [8, 6] -> (8, 6); anything else is an EngineError (the sidecar schema lets
+    only these through, so this is a guard, not the check)."""
+    try:
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            return int(value[0]), int(value[1])
+        text = str(value).upper().removeprefix("SM")
+        if "." in text:
+            a, b = text.split(".", 1)
+            return int(a), int(b)
+        if len(text) >= 2:
+            return int(text[:-1]), int(text[-1])
+    except (TypeError, ValueError):
+        pass
+    raise EngineError(f"{shown(value)} is not a compute capability such as '8.6', 'SM86' or [8, 6]")
 
 
 def check_device(device: Device, meta: Mapping[str, Any], where: str) -> None:

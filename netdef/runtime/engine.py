@@ -13,7 +13,7 @@ from netdef.errors import EngineError
 from netdef.plan import Plan, load_plan
 from netdef.runtime import cache as runtime_cache
 from netdef.runtime.checks import check_metadata, check_plan_bytes, explain_validity, runtime
-from netdef.runtime.context import Context, shape_of
+from netdef.runtime.context import Context, logged_errors, shape_of
 from netdef.runtime.device import Device, check_device, cuda_device
 from netdef.runtime.specs import (InputError, TensorSpec, check_input_dtype, check_input_shapes,
                                   specs_from_metadata)
@@ -93,7 +93,7 @@ class Engine:
         if engine is None:
             raise EngineError(f"engine {self.where} could not be deserialized by {backend.name()} "
                               f"{backend.version()} (corrupted, or built for another version or GPU):\n  "
-                              + "\n  ".join(sink.take() or ["(TensorRT logged no error)"]))
+                              + logged_errors(sink))
         inputs, outputs = self._specs_from_engine(engine)
         if self.cuda_graph and any(s.is_dynamic for s in inputs):
             dyn = [s.name for s in inputs if s.is_dynamic]

@@ -14,6 +14,11 @@ from netdef.runtime.device import Device, cuda_check, cudart
 from netdef.runtime.specs import InputError
 
 
+def nbytes_of(shape: Sequence[int], dtype: str) -> int:
+    """Bytes of a dense tensor of `shape` and `dtype` (int64: no overflow for large shapes)."""
+    return int(np.prod(shape, dtype=np.int64)) * dtypes.to_numpy(dtype).itemsize
+
+
 class TorchMemory:
     """Buffers are torch tensors; torch's caching allocator owns the memory."""
 
@@ -43,8 +48,7 @@ class TorchMemory:
 
     def view(self, raw: Any, shape: Sequence[int], dtype: str) -> Any:
         """The first bytes of a raw buffer as a tensor of `shape` and `dtype` (no copy)."""
-        n = int(np.prod(shape, dtype=np.int64)) * dtypes.to_numpy(dtype).itemsize
-        return raw[:n].view(dtypes.to_torch(dtype)).reshape(tuple(shape))
+        return raw[:nbytes_of(shape, dtype)].view(dtypes.to_torch(dtype)).reshape(tuple(shape))
 
     def to_device(self, x: Any) -> Any:
         if isinstance(x, np.ndarray):
@@ -90,7 +94,7 @@ class CudartMemory:
         self.handle = int(self.stream_obj)
 
     def empty(self, shape: Sequence[int], dtype: str) -> "CudartMemory.Buffer":
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtypes.to_numpy(dtype).itemsize
+        nbytes = nbytes_of(shape, dtype)
         ptr = cuda_check(self.cudart.cudaMalloc(max(nbytes, 1)), "cudaMalloc")
         return self.Buffer(int(ptr), tuple(shape), dtype, nbytes)
 
@@ -106,8 +110,7 @@ class CudartMemory:
         return buf.nbytes
 
     def view(self, raw: "CudartMemory.Buffer", shape: Sequence[int], dtype: str) -> "CudartMemory.Buffer":
-        n = int(np.prod(shape, dtype=np.int64)) * dtypes.to_numpy(dtype).itemsize
-        return self.Buffer(raw.ptr, tuple(int(d) for d in shape), dtype, n, owner=raw)
+        return self.Buffer(raw.ptr, tuple(int(d) for d in shape), dtype, nbytes_of(shape, dtype), owner=raw)
 
     def to_device(self, x: np.ndarray) -> "CudartMemory.Buffer":
         if not isinstance(x, np.ndarray):
@@ -158,7 +161,6 @@ class OutputBuffer:
         self.capacity = 0
         self.shape: tuple[int, ...] | None = None
         self.failure: str | None = None
-        self.reallocations = 0
 
     def reallocate(self, size: int, alignment: int) -> int | None:
         """A device address with room for `size` bytes (None tells TensorRT the allocation failed;
@@ -172,7 +174,6 @@ class OutputBuffer:
                 self.failure = f"allocating {capacity:,} bytes for output {self.name!r} failed: {exc}"
                 return None
             self.buffer, self.capacity = buffer, self.mem.nbytes(buffer)
-            self.reallocations += 1
         ptr = self.mem.ptr(self.buffer)
         if alignment and ptr % int(alignment):
             self.failure = f"output {self.name!r} needs {alignment}-byte alignment; the allocator gave {ptr:#x}"
@@ -193,7 +194,7 @@ class OutputBuffer:
             raise EngineError(failure)
         if self.shape is None or self.buffer is None:
             raise EngineError(f"TensorRT did not report the shape of data-dependent output {self.name!r}")
-        need = int(np.prod(self.shape, dtype=np.int64)) * dtypes.to_numpy(self.dtype).itemsize
+        need = nbytes_of(self.shape, self.dtype)
         if need > self.capacity:
             raise EngineError(f"data-dependent output {self.name!r} has shape {self.shape} ({need:,} bytes) "
                               f"but TensorRT asked for {self.capacity:,}")

@@ -62,13 +62,14 @@ def load(src: str | os.PathLike | Mapping[str, Any]) -> StateDict:
         raise WeightsError(f"load() takes a weights file path or a state_dict, "
                            f"got {type(src).__name__}{hint}")
     path = os.fspath(src)
-    if path.lower().endswith(_sharded.INDEX_SUFFIX):  # Hugging Face's sharded safetensors
-        return StateDict(_sharded.read_index(path), source=path)
+    sharded = path.lower().endswith(_sharded.INDEX_SUFFIX)  # Hugging Face's sharded safetensors
     ext = os.path.splitext(path)[1].lower()
-    if ext not in READ_FORMATS:
+    if ext not in READ_FORMATS and not sharded:
         raise WeightsError(f"{path}: unknown weights format {ext or '(no extension)'!r}; "
                            f"netdef reads {', '.join(READ_FORMATS)}")
     _check_regular(path)
+    if sharded:
+        return StateDict(_sharded.read_index(path), source=path)
     if ext == ".wts":
         return StateDict(_wts.read(path), source=path, flat=True)
     if ext == ".safetensors":

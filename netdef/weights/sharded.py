@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from netdef.errors import WeightsError
+from netdef.errors import WeightsError, shown
 from netdef.weights import safetensors as _safetensors
 
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -24,8 +24,9 @@ def read_index(path: str) -> dict[str, np.ndarray]:
             index = json.load(f)
     except OSError as exc:
         raise WeightsError(f"cannot read sharded checkpoint index {path!r}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise WeightsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, '[' * 100000
+        detail = str(exc)[:200] if isinstance(exc, ValueError) else "nested too deeply"
+        raise WeightsError(f"{path}: not a valid JSON sharded checkpoint index ({detail})") from None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise WeightsError(f"{path}: a sharded checkpoint index needs a \"weight_map\" of tensor name -> shard file")
@@ -37,11 +38,11 @@ def read_index(path: str) -> dict[str, np.ndarray]:
     for shard, keys in shards.items():
         shard_path = os.path.join(folder, shard)
         if os.path.basename(shard) != shard or not os.path.isfile(shard_path):
-            raise WeightsError(f"{path}: shard {shard!r} (holding {keys[0]!r} and {len(keys) - 1} more) "
+            raise WeightsError(f"{path}: shard {shown(shard)} (holding {shown(keys[0])} and {len(keys) - 1} more) "
                                f"is not a file beside the index")
         arrays = _safetensors.read(shard_path)
         for key in keys:
             if key not in arrays:
-                raise WeightsError(f"{shard_path}: the index maps {key!r} to this shard, which does not hold it")
+                raise WeightsError(f"{shard_path}: the index maps {shown(key)} to this shard, which does not hold it")
             out[key] = arrays[key]
     return out

@@ -14,6 +14,7 @@ import zipfile
 from typing import Any
 
 from netdef.errors import WeightsError
+from netdef.optional import install_hint
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = b"\x80"  # the PROTO opcode that starts every pickle of protocol 2 and up
@@ -27,7 +28,7 @@ def read(path: str) -> Any:
     try:
         import torch
     except ImportError:
-        raise WeightsError(f"{path}: reading .pt/.pth files needs torch (pip install torch); "
+        raise WeightsError(f"{path}: reading .pt/.pth files needs torch ({install_hint('torch')}); "
                            "safetensors and .wts files load without it") from None
     _check_records(path)
     try:
