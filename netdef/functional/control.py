@@ -289,7 +289,7 @@ def reverse_sequence(input: Tensor, lengths: Any, seq_dim: int = 0, batch_dim: i
     net = network.current()
     if input.ndim < 2:
         net.fail(f"reverse_sequence: input needs at least 2 dimensions, got shape {input.shape}")
-    s, b = axis_or_fail(seq_dim, input.ndim, "reverse_sequence"), axis_or_fail(batch_dim, input.ndim, "reverse_sequence")
+    s, b = (axis_or_fail(d, input.ndim, "reverse_sequence") for d in (seq_dim, batch_dim))
     if s == b:
         net.fail(f"reverse_sequence: seq_dim and batch_dim are both {s}")
     if not isinstance(lengths, Tensor):

@@ -41,7 +41,8 @@ def index_select(input: Tensor, dim: int, index: Any) -> Tensor:
     index = _indices(index, "index_select")
     if index.ndim != 1:
         net.fail(f"index_select: index must be 1-D, got shape {index.shape}")
-    return out(net.network.add_gather(input.trt, index.trt, axis_or_fail(dim, input.ndim, "index_select")), "index_select")
+    axis = axis_or_fail(dim, input.ndim, "index_select")
+    return out(net.network.add_gather(input.trt, index.trt, axis), "index_select")
 
 
 def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> tuple[Tensor, Tensor]:

@@ -26,7 +26,8 @@ def axes_mask(x: Tensor, dim: Any, op: str = "reduce") -> int:
 def _reduce(x: Tensor, op: str, dim: Any, keepdim: bool, name: str, dtype: Any = None) -> Tensor:
     if dtype is not None:
         x = cast(x, dtype)
-    layer = network.current().network.add_reduce(x.trt, getattr(trt().ReduceOperation, op), axes_mask(x, dim, name), keepdim)
+    mask = axes_mask(x, dim, name)
+    layer = network.current().network.add_reduce(x.trt, getattr(trt().ReduceOperation, op), mask, keepdim)
     return out(layer, name)
 
 
