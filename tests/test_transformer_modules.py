@@ -113,6 +113,42 @@ def test_multihead_attention(case, dtype, emission):
     _check(theirs, ours, call, inputs(), dtype, emission, expect_rows=("mod",))
 
 
+def _dead_layers(net) -> list[str]:
+    """Layers none of whose outputs another layer reads or the network returns (work TensorRT prunes)."""
+    d = net.network
+    layers = [d.get_layer(i) for i in range(d.num_layers)]
+    used = {d.get_output(i).name for i in range(d.num_outputs)}
+    used |= {x.name for layer in layers for x in (layer.get_input(j) for j in range(layer.num_inputs)) if x is not None}
+    return [layer.name for layer in layers if not any(layer.get_output(j).name in used for j in range(layer.num_outputs))]
+
+
+@pytest.mark.parametrize("case", MHA_CASES, ids=[c[0] for c in MHA_CASES])
+def test_multihead_attention_builds_no_dead_layer(case):
+    """No mask for a call that ignores it (is_causal), no key/value copy of an unbatched self-attention."""
+    _, kwargs, call, inputs = case
+    ours = nn.MultiheadAttention(E, H, **kwargs)
+    xs = inputs()
+    net = netdef.trace(NetdefCall(ours, call), *(netdef.Input(f"x{i}", tuple(x.shape), str(x.dtype).split(".")[-1])
+                                                 for i, x in enumerate(xs)))
+    assert _dead_layers(net) == []
+
+
+@pytest.mark.parametrize("emission", EMISSIONS)
+@pytest.mark.parametrize("mask_kind", ["numpy", "tensor"])
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_unbatched_query_with_key_padding_mask(emission, mask_kind, need_weights):
+    """An (L, E) query with an (S,) key_padding_mask: a Tensor input or a numpy constant alike."""
+    kpm = _bool_mask((S,), 8)
+
+    def call(m, q, k, *given):
+        mask = given[0] if given else (kpm if isinstance(m, torch.nn.Module) else kpm.numpy())
+        return m(q, k, k, key_padding_mask=mask, need_weights=need_weights)
+    theirs = _randomized(torch.nn.MultiheadAttention(E, H))
+    ours = nn.MultiheadAttention(E, H)
+    inputs = (_x(L, E), _x(S, E, seed=2)) + ((kpm,) if mask_kind == "tensor" else ())
+    _check(theirs, ours, call, inputs, "float32", emission, expect_rows=("mod",))
+
+
 # ---- encoder / decoder layers and stacks ---------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post_norm", "pre_norm"])
