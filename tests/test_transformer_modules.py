@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import netdef
+import netdef.reference as R
 from netdef import functional as F
 from netdef import nn
+from netdef.tolerance import assert_close
 
 DTYPES = ["float32", "float16"]
 
@@ -193,6 +195,30 @@ def test_encoder_and_decoder_stacks(emission):
     _check(theirs, ours, call, (_x(N, S, E), _x(N, L, E, seed=2), causal), "float32", emission,
            expect_rows=("mod.encoder.layers.1", "mod.encoder.norm", "mod.decoder.layers.0.multihead_attn",
                         "mod.decoder.norm"))
+
+
+@pytest.mark.parametrize("aligned", [True, False], ids=["padding_at_end", "padding_inside"])
+def test_encoder_nested_tensor_fast_path_zeroes_padding(aligned):
+    """torch (enable_nested_tensor=True, eval, no grad) returns 0.0 before `norm` at padded positions
+    when every row's padding is at its end; elsewhere it computes them. The port follows both."""
+    kw = dict(dim_feedforward=24, batch_first=True)
+    theirs = _randomized(torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(E, H, **kw), 2,
+                                                     norm=torch.nn.LayerNorm(E)))
+    assert theirs.use_nested_tensor
+    ours = nn.TransformerEncoder(nn.TransformerEncoderLayer(E, H, **kw), 2, norm=nn.LayerNorm(E))
+    kpm = torch.zeros(N, S, dtype=torch.bool)
+    kpm[0, S - 3:] = True
+    kpm[1, 2 if not aligned else S - 1] = True
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    x = _x(N, S, E)
+    with torch.no_grad():  # compare can't record the nested tensors torch's layers return: check the output
+        want = theirs(x, src_key_padding_mask=kpm)
+    net = netdef.trace(lambda v, pad: ours(v, src_key_padding_mask=pad), netdef.Input("x", x.shape),
+                       netdef.Input("pad", kpm.shape, "bool"))
+    got = R.run(net, {"x": x, "pad": kpm})["output"]
+    assert_close(got, want, "float32")
+    if aligned:  # torch took the nested path: the norm of a zeroed row is the norm's bias
+        assert torch.allclose(want[0, -1], theirs.norm.bias)
 
 
 # ---- RMSNorm ----------------------------------------------------------------------------------------------

@@ -258,7 +258,14 @@ class TransformerDecoderLayer(Module):
 
 
 class TransformerEncoder(Module):
-    """`num_layers` deep copies of `encoder_layer` (layers.0, layers.1, ...) and an optional final norm."""
+    """`num_layers` deep copies of `encoder_layer` (layers.0, layers.1, ...) and an optional final norm.
+
+    torch's inference fast path (enable_nested_tensor=True, torch's default) runs the layers on a
+    nested tensor and pads it back with 0.0: its output is 0 at padded positions (before `norm`).
+    The port reproduces that when torch takes the path, which is decided by the module's config
+    (use_nested_tensor, as torch sets it), a batched src, a src_key_padding_mask and no src mask, and,
+    with mask_check=True, at run time by whether every row's padding is at its end (left-aligned).
+    """
 
     def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Module | None = None,
                  enable_nested_tensor: bool = True, mask_check: bool = True) -> None:
@@ -266,13 +273,35 @@ class TransformerEncoder(Module):
         self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
         self.num_layers = num_layers
         self.norm = norm
+        self.enable_nested_tensor = enable_nested_tensor
+        self.use_nested_tensor = enable_nested_tensor and _nested_eligible(encoder_layer)
+        self.mask_check = mask_check
 
     def forward(self, src: Tensor, mask: Any = None, src_key_padding_mask: Any = None,
                 is_causal: bool | None = None) -> Tensor:
         x = src
         for layer in self.layers:
             x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
+        if self.use_nested_tensor and src.ndim == 3 and src_key_padding_mask is not None and mask is None:
+            x = self._zero_padding(x, src_key_padding_mask)
         return x if self.norm is None else self.norm(x)
+
+    def _zero_padding(self, x: Tensor, key_padding_mask: Any) -> Tensor:
+        """0.0 where torch's nested tensor has no element: padded keys (True, or a non-zero float)."""
+        kpm = key_padding_mask if isinstance(key_padding_mask, Tensor) else F.constant(np.asarray(key_padding_mask))
+        pad = kpm if kpm.dtype == "bool" else F.ne(kpm, 0.0)  # torch's _canonical_mask, then logical_not
+        if self.mask_check:  # torch takes the path only if every row is a run of tokens, then padding
+            gap = F.logical_and(pad[:, :-1], F.logical_not(pad[:, 1:]))  # padding followed by a token
+            pad = F.logical_and(pad, F.logical_not(F.amax(F.cast(gap, "int32")) > 0))
+        return F.where(F.unsqueeze(pad, -1), F.constant(np.array(0.0), x.dtype), x)
+
+
+def _nested_eligible(layer: Any) -> bool:
+    """torch.nn.TransformerEncoder.__init__'s conditions for use_nested_tensor."""
+    return (isinstance(layer, TransformerEncoderLayer) and not layer.norm_first and layer.self_attn.batch_first
+            and layer.self_attn._qkv_same_embed_dim and layer.self_attn.in_proj_bias is not None
+            and layer.activation in (F.relu, F.gelu) and layer.norm1.eps == layer.norm2.eps
+            and layer.self_attn.num_heads % 2 == 0)
 
 
 class TransformerDecoder(Module):
