@@ -23,6 +23,7 @@ def torch_scan(f, init, xs, dim=0, reverse=False, length=None):
     """torch._higher_order_ops.scan's semantics: steps run from the last slice when reversed, ys still
     line up with xs; each y is stacked along dim (along 0 when it has fewer dimensions)."""
     leaves = [x for x in pytree.tree_leaves(xs) if isinstance(x, torch.Tensor)]
+    dim = dim % leaves[0].ndim if leaves else dim  # torch normalizes dim once, against the first leaf
     n = leaves[0].shape[dim] if leaves else length
     carry, ys = init, [None] * n
     for i in (range(n - 1, -1, -1) if reverse else range(n)):
@@ -227,6 +228,30 @@ def test_a_carry_that_changes_shape_is_named_at_the_users_line() -> None:
     with pytest.raises(netdef.TraceError, match=r"scan: next carry\[0\] has shape \(6,\).*init\[0\] has shape "
                                                  r"\(3,\)(.|\n)*test_control_flow.py:\d+: return F.scan"):
         netdef.trace(model, netdef.Input("x", (4, 3)))
+
+
+def test_scan_normalizes_a_negative_dim_once_against_the_first_leaf() -> None:
+    # a (3, 3, 4) and b (3, 3) with dim=-2: torch scans both along dimension 1, not b along its 0
+    a, b = torch.randn(3, 3, 4, generator=gen(11)), torch.randn(3, 3, generator=gen(12))
+
+    def body(lib):
+        return lambda c, x: (c + x[0].sum(-1) * x[1], x[0] * x[1].sum())
+
+    net = netdef.trace(lambda u, v: F.scan(body(F), v[:, 0], (u, v), dim=-2),
+                       netdef.Input("a", a.shape), netdef.Input("b", b.shape))
+    got = R.run(net, {"a": a, "b": b})
+    carry, ys = torch_scan(body(torch), b[:, 0], (a, b), dim=-2)
+    assert_close(got["output0"], carry, "float32")
+    assert_close(got["output1"], ys, "float32")
+
+
+def test_scan_names_the_xs_leaf_without_the_scanned_dimension() -> None:
+    with pytest.raises(netdef.TraceError, match=r"scan: xs leaf 1 has shape \(2, 3\), which has no dimension 2"):
+        netdef.trace(lambda a, b: F.scan(lambda c, x: (c + x[0].sum(), c), a[0, 0, 0], (a, b), dim=2),
+                     netdef.Input("a", (2, 3, 4)), netdef.Input("b", (2, 3)))
+    with pytest.raises(netdef.TraceError, match=r"reverse_sequence: dimension 3 is out of range for a tensor of "
+                                                 r"rank 2(.|\n)*test_control_flow.py"):
+        netdef.trace(lambda x: F.reverse_sequence(x, [1, 2], 3, 0), netdef.Input("x", (2, 3)))
 
 
 def test_cond_needs_a_one_element_bool() -> None:

@@ -525,7 +525,9 @@ class Outer(nn.Module):
 
 
 @pytest.mark.parametrize("fn,message", [
-    (lambda x: x.sum(4), "out of range"),
+    (lambda x: x.sum(4), "sum: dimension 4 is out of range for a tensor of rank 4"),
+    (lambda x: F.cumsum(x, -5), "cumsum: dimension -5 is out of range"),
+    (lambda x: F.scatter(x, 4, np.zeros(SHAPE, np.int32), x), "scatter: dimension 4 is out of range"),
     (lambda x: x.permute(0, 0, 1, 2), "not a permutation"),
     (lambda x: x + np.ones((7, 5), np.float32), "TensorRT rejected the add layer"),
     (lambda x: x.view(7, -1), "invalid for input of size 120"),

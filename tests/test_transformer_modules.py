@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import netdef
+import netdef.reference as R
 from netdef import functional as F
 from netdef import nn
+from netdef.tolerance import assert_close
 
 DTYPES = ["float32", "float16"]
 
@@ -113,6 +115,42 @@ def test_multihead_attention(case, dtype, emission):
     _check(theirs, ours, call, inputs(), dtype, emission, expect_rows=("mod",))
 
 
+def _dead_layers(net) -> list[str]:
+    """Layers none of whose outputs another layer reads or the network returns (work TensorRT prunes)."""
+    d = net.network
+    layers = [d.get_layer(i) for i in range(d.num_layers)]
+    used = {d.get_output(i).name for i in range(d.num_outputs)}
+    used |= {x.name for layer in layers for x in (layer.get_input(j) for j in range(layer.num_inputs)) if x is not None}
+    return [layer.name for layer in layers if not any(layer.get_output(j).name in used for j in range(layer.num_outputs))]
+
+
+@pytest.mark.parametrize("case", MHA_CASES, ids=[c[0] for c in MHA_CASES])
+def test_multihead_attention_builds_no_dead_layer(case):
+    """No mask for a call that ignores it (is_causal), no key/value copy of an unbatched self-attention."""
+    _, kwargs, call, inputs = case
+    ours = nn.MultiheadAttention(E, H, **kwargs)
+    xs = inputs()
+    net = netdef.trace(NetdefCall(ours, call), *(netdef.Input(f"x{i}", tuple(x.shape), str(x.dtype).split(".")[-1])
+                                                 for i, x in enumerate(xs)))
+    assert _dead_layers(net) == []
+
+
+@pytest.mark.parametrize("emission", EMISSIONS)
+@pytest.mark.parametrize("mask_kind", ["numpy", "tensor"])
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_unbatched_query_with_key_padding_mask(emission, mask_kind, need_weights):
+    """An (L, E) query with an (S,) key_padding_mask: a Tensor input or a numpy constant alike."""
+    kpm = _bool_mask((S,), 8)
+
+    def call(m, q, k, *given):
+        mask = given[0] if given else (kpm if isinstance(m, torch.nn.Module) else kpm.numpy())
+        return m(q, k, k, key_padding_mask=mask, need_weights=need_weights)
+    theirs = _randomized(torch.nn.MultiheadAttention(E, H))
+    ours = nn.MultiheadAttention(E, H)
+    inputs = (_x(L, E), _x(S, E, seed=2)) + ((kpm,) if mask_kind == "tensor" else ())
+    _check(theirs, ours, call, inputs, "float32", emission, expect_rows=("mod",))
+
+
 # ---- encoder / decoder layers and stacks ---------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post_norm", "pre_norm"])
@@ -157,6 +195,30 @@ def test_encoder_and_decoder_stacks(emission):
     _check(theirs, ours, call, (_x(N, S, E), _x(N, L, E, seed=2), causal), "float32", emission,
            expect_rows=("mod.encoder.layers.1", "mod.encoder.norm", "mod.decoder.layers.0.multihead_attn",
                         "mod.decoder.norm"))
+
+
+@pytest.mark.parametrize("aligned", [True, False], ids=["padding_at_end", "padding_inside"])
+def test_encoder_nested_tensor_fast_path_zeroes_padding(aligned):
+    """torch (enable_nested_tensor=True, eval, no grad) returns 0.0 before `norm` at padded positions
+    when every row's padding is at its end; elsewhere it computes them. The port follows both."""
+    kw = dict(dim_feedforward=24, batch_first=True)
+    theirs = _randomized(torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(E, H, **kw), 2,
+                                                     norm=torch.nn.LayerNorm(E)))
+    assert theirs.use_nested_tensor
+    ours = nn.TransformerEncoder(nn.TransformerEncoderLayer(E, H, **kw), 2, norm=nn.LayerNorm(E))
+    kpm = torch.zeros(N, S, dtype=torch.bool)
+    kpm[0, S - 3:] = True
+    kpm[1, 2 if not aligned else S - 1] = True
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    x = _x(N, S, E)
+    with torch.no_grad():  # compare can't record the nested tensors torch's layers return: check the output
+        want = theirs(x, src_key_padding_mask=kpm)
+    net = netdef.trace(lambda v, pad: ours(v, src_key_padding_mask=pad), netdef.Input("x", x.shape),
+                       netdef.Input("pad", kpm.shape, "bool"))
+    got = R.run(net, {"x": x, "pad": kpm})["output"]
+    assert_close(got, want, "float32")
+    if aligned:  # torch took the nested path: the norm of a zeroed row is the norm's bias
+        assert torch.allclose(want[0, -1], theirs.norm.bias)
 
 
 # ---- RMSNorm ----------------------------------------------------------------------------------------------

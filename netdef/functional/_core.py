@@ -89,6 +89,15 @@ def normalize_dim(dim: int, ndim: int) -> int:
     return dim % ndim if ndim else 0
 
 
+def axis_or_fail(dim: int, ndim: int, op: str) -> int:
+    """`normalize_dim` for user-given dims: an out-of-range dim is a TraceError at the user's line
+    ("op: dimension 4 is out of range for a tensor of rank 3"), not a bare IndexError."""
+    try:
+        return normalize_dim(dim, ndim)
+    except IndexError as exc:
+        network.current().fail(f"{op}: {exc}")
+
+
 def tuple_n(v: Any, n: int) -> tuple:
     """torch's _pair/_triple: an int becomes (v,)*n, a sequence stays as is."""
     if isinstance(v, Sequence):

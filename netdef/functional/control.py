@@ -16,6 +16,7 @@ import numpy as np
 
 from netdef import backend, network
 from netdef.functional._core import (
+    axis_or_fail,
     cast,
     constant,
     out,
@@ -165,12 +166,14 @@ def scan(combine_fn: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any, 
         net.fail("scan: give xs to iterate over, or length= for a counted loop")
     axis = 0
     if x_leaves:
-        try:
-            axis = _axis(dim, x_leaves[0].ndim)
-        except IndexError as exc:
-            net.fail(f"scan: {exc}")
-        sizes = {x.shape[_axis(dim, x.ndim)] for x in x_leaves if x.ndim and x.shape[_axis(dim, x.ndim)] >= 0}
-        if any(x.ndim == 0 for x in x_leaves) or len(sizes) > 1:
+        # torch normalizes dim once, against the first leaf, and needs every leaf to have that axis
+        axis = axis_or_fail(dim, x_leaves[0].ndim, "scan")
+        for i, x in enumerate(x_leaves):
+            if x.ndim <= axis:
+                net.fail(f"scan: xs leaf {i} has shape {x.shape}, which has no dimension {axis} "
+                         f"(dim={dim} of the first leaf's rank {x_leaves[0].ndim}); every xs tensor needs it")
+        sizes = {x.shape[axis] for x in x_leaves if x.shape[axis] >= 0}
+        if len(sizes) > 1:
             net.fail(f"scan: every xs tensor needs the same size in dimension {dim}, got shapes "
                      f"{[x.shape for x in x_leaves]}")
         if isinstance(length, (int, np.integer)) and sizes and length != next(iter(sizes)):
@@ -184,7 +187,7 @@ def scan(combine_fn: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any, 
 
     loop = _new_loop("scan")
     _add(loop.add_trip_limit(count.trt, t.TripLimit.COUNT), "trip_limit")
-    slices = [out(loop.add_iterator(x.trt, _axis(dim, x.ndim), reverse), "iterator") for x in x_leaves]
+    slices = [out(loop.add_iterator(x.trt, axis, reverse), "iterator") for x in x_leaves]
     recs = [loop.add_recurrence(c.trt) for c in init_leaves]
     carry = _rebuild(init, [out(r, "recurrence") for r in recs])
     with net.loop_body():
@@ -232,12 +235,6 @@ def while_loop(cond_fn: Callable[..., Any], body_fn: Callable[..., Any], carried
     _close("while_loop", recs, nxt, carried_inputs, init_leaves, "body_fn returned values", "body_fn's result",
            "carried_inputs")
     return _rebuild(carried_inputs, [_final(loop, r) for r in recs])
-
-
-def _axis(dim: int, ndim: int) -> int:
-    if not -ndim <= dim < ndim:
-        raise IndexError(f"dimension {dim} is out of range for a tensor of rank {ndim}")
-    return dim % ndim
 
 
 def _scalar_bool(pred: Tensor, what: str) -> Tensor:
@@ -292,10 +289,7 @@ def reverse_sequence(input: Tensor, lengths: Any, seq_dim: int = 0, batch_dim: i
     net = network.current()
     if input.ndim < 2:
         net.fail(f"reverse_sequence: input needs at least 2 dimensions, got shape {input.shape}")
-    try:
-        s, b = _axis(seq_dim, input.ndim), _axis(batch_dim, input.ndim)
-    except IndexError as exc:
-        net.fail(f"reverse_sequence: {exc}")
+    s, b = (axis_or_fail(d, input.ndim, "reverse_sequence") for d in (seq_dim, batch_dim))
     if s == b:
         net.fail(f"reverse_sequence: seq_dim and batch_dim are both {s}")
     if not isinstance(lengths, Tensor):

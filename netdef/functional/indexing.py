@@ -11,17 +11,10 @@ from typing import Any
 import numpy as np
 
 from netdef import dtypes, network
-from netdef.functional._core import cast, normalize_dim, out, to_tensor, trt
+from netdef.functional._core import axis_or_fail, cast, out, to_tensor, trt
 from netdef.tensor import Tensor
 
 _INT = (int, np.integer)
-
-
-def _axis(x: Tensor, dim: int, op: str) -> int:
-    try:
-        return normalize_dim(dim, x.ndim)
-    except IndexError as exc:
-        network.current().fail(f"{op}: {exc}")
 
 
 def _indices(index: Any, op: str) -> Tensor:
@@ -38,7 +31,7 @@ def gather(input: Tensor, dim: int, index: Any) -> Tensor:
     if index.ndim != input.ndim:
         net.fail(f"gather: index (shape {index.shape}) must have the rank of input (shape {input.shape})")
     layer = net.network.add_gather_v2(input.trt, index.trt, trt().GatherMode.ELEMENT)
-    layer.axis = _axis(input, dim, "gather")
+    layer.axis = axis_or_fail(dim, input.ndim, "gather")
     return out(layer, "gather")
 
 
@@ -48,7 +41,8 @@ def index_select(input: Tensor, dim: int, index: Any) -> Tensor:
     index = _indices(index, "index_select")
     if index.ndim != 1:
         net.fail(f"index_select: index must be 1-D, got shape {index.shape}")
-    return out(net.network.add_gather(input.trt, index.trt, _axis(input, dim, "index_select")), "index_select")
+    axis = axis_or_fail(dim, input.ndim, "index_select")
+    return out(net.network.add_gather(input.trt, index.trt, axis), "index_select")
 
 
 def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> tuple[Tensor, Tensor]:
@@ -58,7 +52,7 @@ def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: boo
         net.fail("topk(sorted=False) is not supported: TensorRT's TopK always returns sorted values")
     if not isinstance(k, _INT) or k < 1:
         net.fail(f"topk: k must be a positive int, got {k!r}")
-    axis = _axis(input, dim, "topk")
+    axis = axis_or_fail(dim, input.ndim, "topk")
     if input.shape[axis] >= 0 and k > input.shape[axis]:
         net.fail(f"topk: k={k} is larger than dimension {axis} of shape {input.shape}")
     op = trt().TopKOperation.MAX if largest else trt().TopKOperation.MIN
@@ -71,7 +65,7 @@ def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: boo
 def argmax(input: Tensor, dim: int, keepdim: bool = False) -> Tensor:
     """torch.argmax along `dim` (the first index of the maximum, as torch returns)."""
     _, idx = topk(input, 1, dim)
-    return idx if keepdim else _squeeze(idx, _axis(input, dim, "argmax"))
+    return idx if keepdim else _squeeze(idx, axis_or_fail(dim, input.ndim, "argmax"))
 
 
 def _squeeze(x: Tensor, axis: int) -> Tensor:

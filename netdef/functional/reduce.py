@@ -6,12 +6,12 @@ from typing import Any
 import numpy as np
 
 from netdef import dtypes, network
-from netdef.functional._core import cast, constant, normalize_dim, out, trt
+from netdef.functional._core import axis_or_fail, cast, constant, out, trt
 from netdef.functional.elementwise import exp, log, sub
 from netdef.tensor import Tensor
 
 
-def axes_mask(x: Tensor, dim: Any) -> int:
+def axes_mask(x: Tensor, dim: Any, op: str = "reduce") -> int:
     """TensorRT's axes bitmask for torch's `dim` (None or () = every dim)."""
     if dim is None or (isinstance(dim, (tuple, list)) and not dim):
         dims = range(x.ndim)
@@ -19,17 +19,15 @@ def axes_mask(x: Tensor, dim: Any) -> int:
         dims = dim if isinstance(dim, (tuple, list)) else (dim,)
     mask = 0
     for d in dims:
-        try:
-            mask |= 1 << normalize_dim(d, x.ndim)
-        except IndexError as exc:
-            network.current().fail(str(exc))
+        mask |= 1 << axis_or_fail(d, x.ndim, op)
     return mask
 
 
 def _reduce(x: Tensor, op: str, dim: Any, keepdim: bool, name: str, dtype: Any = None) -> Tensor:
     if dtype is not None:
         x = cast(x, dtype)
-    layer = network.current().network.add_reduce(x.trt, getattr(trt().ReduceOperation, op), axes_mask(x, dim), keepdim)
+    mask = axes_mask(x, dim, name)
+    layer = network.current().network.add_reduce(x.trt, getattr(trt().ReduceOperation, op), mask, keepdim)
     return out(layer, name)
 
 
@@ -56,10 +54,7 @@ def cumsum(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
     if dtype is None and not dtypes.is_floating(input.dtype):
         dtype = "int64"
     x = input if dtype is None else cast(input, dtype)
-    try:
-        axis = normalize_dim(dim, x.ndim)
-    except IndexError as exc:
-        network.current().fail(str(exc))
+    axis = axis_or_fail(dim, x.ndim, "cumsum")
     axis_t = constant(np.array(axis, np.int32), "int32", op="cumsum_axis")
     layer = network.current().network.add_cumulative(x.trt, axis_t.trt, trt().CumulativeOperation.SUM, False, False)
     return out(layer, "cumsum")
@@ -69,7 +64,7 @@ def softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
     if dtype is not None:
         input = cast(input, dtype)
     layer = network.current().network.add_softmax(input.trt)
-    layer.axes = axes_mask(input, dim)
+    layer.axes = axes_mask(input, dim, "softmax")
     return out(layer, "softmax")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from netdef import network
-from netdef.functional._core import normalize_dim, out, to_tensor, trt
+from netdef.functional._core import axis_or_fail, out, to_tensor, trt
 from netdef.tensor import Tensor
 
 
@@ -12,8 +12,9 @@ def scatter(input: Tensor, dim: int, index: Any, src: Any) -> Tensor:
     """torch.scatter: out[index[i][j]][j] = src[i][j] along `dim` (TensorRT ScatterMode.ELEMENT)."""
     index = to_tensor(index)
     src = to_tensor(src, like=input)
+    axis = axis_or_fail(dim, input.ndim, "scatter")
     layer = network.current().network.add_scatter(input.trt, index.trt, src.trt, trt().ScatterMode.ELEMENT)
-    layer.axis = normalize_dim(dim, input.ndim)
+    layer.axis = axis
     return out(layer, "scatter")
 
 

@@ -13,18 +13,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from netdef import network
-from netdef.functional._core import cast, dims_of, normalize_dim, out, reshape_to, shape_tensor, trt
+from netdef.functional._core import axis_or_fail, cast, dims_of, out, reshape_to, shape_tensor, trt
 from netdef.functional.elementwise import add, broadcast_rank, floor_divide, maximum, minimum, promote_types, sub
 from netdef.tensor import Tensor
 
 _INT = (int, np.integer)
-
-
-def _dim(d: int, ndim: int) -> int:
-    try:
-        return normalize_dim(d, ndim)
-    except IndexError as exc:
-        network.current().fail(str(exc))
 
 
 def _sizes(args: Sequence[Any]) -> list:
@@ -71,7 +64,7 @@ def view(input: Tensor, *shape: Any) -> Tensor:
 def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if input.ndim == 0:
         return reshape_to(input, [1], "flatten")
-    s, e = _dim(start_dim, input.ndim), _dim(end_dim, input.ndim)
+    s, e = axis_or_fail(start_dim, input.ndim, "flatten"), axis_or_fail(end_dim, input.ndim, "flatten")
     if s > e:
         network.current().fail(f"flatten() has invalid args: start_dim {start_dim} cannot come after end_dim {end_dim}")
     dims = dims_of(input)
@@ -81,7 +74,7 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 
 def unsqueeze(input: Tensor, dim: int) -> Tensor:
-    d = _dim(dim, input.ndim + 1)
+    d = axis_or_fail(dim, input.ndim + 1, "unsqueeze")
     dims = dims_of(input)
     return reshape_to(input, dims[:d] + [1] + dims[d:], "unsqueeze")
 
@@ -96,7 +89,7 @@ def squeeze(input: Tensor, dim: Any = None) -> Tensor:
     else:
         drop = set()
         for d in (dim if isinstance(dim, (tuple, list)) else (dim,)):
-            d = _dim(d, input.ndim)
+            d = axis_or_fail(d, input.ndim, "squeeze")
             if input.shape[d] < 0:
                 network.current().fail(f"squeeze: dimension {d} of shape {input.shape} is dynamic, so "
                                        "whether it has size 1 is unknown at trace time; reshape explicitly")
@@ -112,7 +105,7 @@ def _shuffle_transpose(input: Tensor, perm: Sequence[int], op: str) -> Tensor:
 
 
 def permute(input: Tensor, *dims: Any) -> Tensor:
-    perm = [_dim(d, input.ndim) for d in _sizes(dims)]
+    perm = [axis_or_fail(d, input.ndim, "permute") for d in _sizes(dims)]
     if sorted(perm) != list(range(input.ndim)):
         network.current().fail(f"permute dims {tuple(_sizes(dims))} are not a permutation of the "
                                f"{input.ndim} dims of shape {input.shape}")
@@ -121,7 +114,7 @@ def permute(input: Tensor, *dims: Any) -> Tensor:
 
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     perm = list(range(input.ndim))
-    a, b = _dim(dim0, input.ndim), _dim(dim1, input.ndim)
+    a, b = axis_or_fail(dim0, input.ndim, "transpose"), axis_or_fail(dim1, input.ndim, "transpose")
     perm[a], perm[b] = perm[b], perm[a]
     return _shuffle_transpose(input, perm, "transpose")
 
@@ -181,7 +174,7 @@ def _concat(tensors: Sequence[Tensor], dim: int, op: str) -> Tensor:
     ndim = tensors[0].ndim
     if any(t.ndim != ndim for t in tensors):
         net.fail(f"{op}: tensors must have the same rank, got shapes {[t.shape for t in tensors]}")
-    axis = _dim(dim, ndim)
+    axis = axis_or_fail(dim, ndim, op)
     for i in range(ndim):
         known = {t.shape[i] for t in tensors if t.shape[i] >= 0}
         if i != axis and len(known) > 1:
@@ -200,13 +193,13 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors or not all(isinstance(t, Tensor) for t in tensors):
         network.current().fail(f"stack expects a non-empty sequence of Tensors, got {tensors!r}")
-    d = _dim(dim, tensors[0].ndim + 1)
+    d = axis_or_fail(dim, tensors[0].ndim + 1, "stack")
     return _concat([unsqueeze(t, d) for t in tensors], d, "stack")
 
 
 def split(tensor: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
     net = network.current()
-    d = _dim(dim, tensor.ndim)
+    d = axis_or_fail(dim, tensor.ndim, "split")
     size = tensor.shape[d]
     if size < 0:
         net.fail(f"split: dimension {d} of shape {tensor.shape} is dynamic; split a static dimension")
@@ -227,7 +220,7 @@ def split(tensor: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Te
 def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     if chunks <= 0:
         network.current().fail(f"chunk expects chunks to be greater than 0, got {chunks}")
-    d = _dim(dim, input.ndim)
+    d = axis_or_fail(dim, input.ndim, "chunk")
     if input.shape[d] < 0:
         network.current().fail(f"chunk: dimension {d} of shape {input.shape} is dynamic; chunk a static dimension")
     return split(input, max(1, -(-input.shape[d] // chunks)), d)
@@ -247,7 +240,7 @@ def roll(input: Tensor, shifts: Any, dims: Any = None) -> Tensor:
     dims = list(dims) if isinstance(dims, (tuple, list)) else [dims]
     if len(dims) != len(shifts):
         net.fail(f"roll: shifts {tuple(shifts)} and dims {tuple(dims)} must have the same length")
-    axes = [_dim(d, input.ndim) for d in dims]
+    axes = [axis_or_fail(d, input.ndim, "roll") for d in dims]
     if len(set(axes)) != len(axes):
         net.fail(f"roll: dims {tuple(dims)} repeat a dimension")
     for sh in shifts:
@@ -273,7 +266,7 @@ def repeat_interleave(input: Tensor, repeats: int, dim: int | None = None, *, ou
                  "data-dependent shapes)")
     if dim is None:
         return repeat_interleave(flatten(input), repeats, 0)
-    d = _dim(dim, input.ndim)
+    d = axis_or_fail(dim, input.ndim, "repeat_interleave")
     if repeats == 1:
         return input
     dims = dims_of(input)

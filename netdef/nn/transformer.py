@@ -96,10 +96,9 @@ class MultiheadAttention(Module):
                      "mask too, as torch requires")
         batched = query.ndim == 3
         self_attention = key is query and value is query
-        if not batched:  # (L, E) -> (1, L, E)
-            query, key, value = (F.unsqueeze(t, 0) for t in (query, key, value))
-            if key_padding_mask is not None and isinstance(key_padding_mask, Tensor):
-                key_padding_mask = F.unsqueeze(key_padding_mask, 0)
+        if not batched:  # (L, E) -> (1, L, E); an (S,) key_padding_mask becomes (1, 1, 1, S) in _mask
+            query = F.unsqueeze(query, 0)
+            key, value = (query, query) if self_attention else (F.unsqueeze(key, 0), F.unsqueeze(value, 0))
         elif not self.batch_first:  # (L, N, E) -> (N, L, E)
             query = F.transpose(query, 0, 1)
             key, value = (query, query) if self_attention else (F.transpose(key, 0, 1), F.transpose(value, 0, 1))
@@ -116,12 +115,13 @@ class MultiheadAttention(Module):
         if self.add_zero_attn:
             zeros = F.mul(F.getitem(k, (slice(None), slice(None), slice(0, 1))), 0.0)
             k, v = F.cat([k, zeros], 2), F.cat([v, zeros], 2)
-        mask = self._mask(attn_mask, key_padding_mask, q, n)
         if is_causal and key_padding_mask is None and not need_weights:
             y, weights = F.scaled_dot_product_attention(q, k, v, is_causal=True), None  # torch trusts the hint
         elif need_weights:
-            y, weights = self._with_weights(q, k, v, mask, average_attn_weights)
+            y, weights = self._with_weights(q, k, v, self._mask(attn_mask, key_padding_mask, q, n),
+                                            average_attn_weights)
         else:
+            mask = self._mask(attn_mask, key_padding_mask, q, n)
             y, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
         # torch applies out_proj's weights without calling the module; so does the port (compare rows match)
         y = F.linear(F.reshape(F.transpose(y, 1, 2), n, -1, e), self.out_proj.weight, self.out_proj.bias)
@@ -133,7 +133,8 @@ class MultiheadAttention(Module):
         return y, weights
 
     def _mask(self, attn_mask: Any, key_padding_mask: Any, q: Tensor, n: Any) -> Tensor | None:
-        """One additive (N|1, H|1, L, S) mask from attn_mask (L, S) / (N*H, L, S) and key_padding_mask (N, S)."""
+        """One additive (N|1, H|1, L, S) mask from attn_mask (L, S) / (N*H, L, S) and key_padding_mask (N, S),
+        or (S,) for an unbatched query."""
         mask = None
         if attn_mask is not None:
             mask = _additive(attn_mask, q.dtype, "attn_mask")
@@ -143,7 +144,8 @@ class MultiheadAttention(Module):
                 network.current().fail(f"attn_mask must be (L, S) or (N*num_heads, L, S), got shape {mask.shape}")
         if key_padding_mask is not None:
             kpm = _additive(key_padding_mask, q.dtype, "key_padding_mask")
-            kpm = F.unsqueeze(F.unsqueeze(kpm, 1), 1)  # (N, 1, 1, S)
+            s = kpm.shape[-1]
+            kpm = F.reshape(kpm, -1, 1, 1, s if s >= 0 else kpm.size(-1))  # (N, 1, 1, S); (S,) -> (1, 1, 1, S)
             mask = kpm if mask is None else F.add(F.broadcast_rank(mask, 4), kpm)
         if mask is not None:  # bias_k / zero attention add key columns that every query sees
             extra = int(self.bias_k is not None) + int(self.add_zero_attn)
@@ -256,7 +258,14 @@ class TransformerDecoderLayer(Module):
 
 
 class TransformerEncoder(Module):
-    """`num_layers` deep copies of `encoder_layer` (layers.0, layers.1, ...) and an optional final norm."""
+    """`num_layers` deep copies of `encoder_layer` (layers.0, layers.1, ...) and an optional final norm.
+
+    torch's inference fast path (enable_nested_tensor=True, torch's default) runs the layers on a
+    nested tensor and pads it back with 0.0: its output is 0 at padded positions (before `norm`).
+    The port reproduces that when torch takes the path, which is decided by the module's config
+    (use_nested_tensor, as torch sets it), a batched src, a src_key_padding_mask and no src mask, and,
+    with mask_check=True, at run time by whether every row's padding is at its end (left-aligned).
+    """
 
     def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Module | None = None,
                  enable_nested_tensor: bool = True, mask_check: bool = True) -> None:
@@ -264,13 +273,35 @@ class TransformerEncoder(Module):
         self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
         self.num_layers = num_layers
         self.norm = norm
+        self.enable_nested_tensor = enable_nested_tensor
+        self.use_nested_tensor = enable_nested_tensor and _nested_eligible(encoder_layer)
+        self.mask_check = mask_check
 
     def forward(self, src: Tensor, mask: Any = None, src_key_padding_mask: Any = None,
                 is_causal: bool | None = None) -> Tensor:
         x = src
         for layer in self.layers:
             x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
+        if self.use_nested_tensor and src.ndim == 3 and src_key_padding_mask is not None and mask is None:
+            x = self._zero_padding(x, src_key_padding_mask)
         return x if self.norm is None else self.norm(x)
+
+    def _zero_padding(self, x: Tensor, key_padding_mask: Any) -> Tensor:
+        """0.0 where torch's nested tensor has no element: padded keys (True, or a non-zero float)."""
+        kpm = key_padding_mask if isinstance(key_padding_mask, Tensor) else F.constant(np.asarray(key_padding_mask))
+        pad = kpm if kpm.dtype == "bool" else F.ne(kpm, 0.0)  # torch's _canonical_mask, then logical_not
+        if self.mask_check:  # torch takes the path only if every row is a run of tokens, then padding
+            gap = F.logical_and(pad[:, :-1], F.logical_not(pad[:, 1:]))  # padding followed by a token
+            pad = F.logical_and(pad, F.logical_not(F.amax(F.cast(gap, "int32")) > 0))
+        return F.where(F.unsqueeze(pad, -1), F.constant(np.array(0.0), x.dtype), x)
+
+
+def _nested_eligible(layer: Any) -> bool:
+    """torch.nn.TransformerEncoder.__init__'s conditions for use_nested_tensor."""
+    return (isinstance(layer, TransformerEncoderLayer) and not layer.norm_first and layer.self_attn.batch_first
+            and layer.self_attn._qkv_same_embed_dim and layer.self_attn.in_proj_bias is not None
+            and layer.activation in (F.relu, F.gelu) and layer.norm1.eps == layer.norm2.eps
+            and layer.self_attn.num_heads % 2 == 0)
 
 
 class TransformerDecoder(Module):
