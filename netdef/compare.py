@@ -127,6 +127,7 @@ class Report:
     ignored: list[str] = field(default_factory=list)
     uncalled: list[str] = field(default_factory=list)  # port modules whose torch twin exists but never runs
     in_loops: list[str] = field(default_factory=list)  # modules the port calls inside a loop body
+    nested: list[str] = field(default_factory=list)  # modules torch ran on nested tensors
     modules: list[tuple[str, str]] = field(default_factory=list)  # the port's (module path, class) tree
 
     @property
@@ -156,7 +157,7 @@ class Report:
                            "compared": self.compared, "first_failure": first.label if first else None,
                            "trace_error": self.trace_error, "unmatched_torch_modules": self.unmatched_torch,
                            "ignored": self.ignored, "uncalled_torch_modules": self.uncalled,
-                           "modules_in_loops": self.in_loops, "rows": [r.to_dict() for r in self.rows]}),
+                           "modules_in_loops": self.in_loops, "modules_on_nested_tensors": self.nested, "rows": [r.to_dict() for r in self.rows]}),
                           indent=2, allow_nan=False)
 
     def summary(self) -> str:
@@ -171,6 +172,10 @@ class Report:
         if self.in_loops:
             lines.append(f"{len(self.in_loops)} module(s) not compared call by call because the port calls them "
                          f"inside a loop body (the modules holding the loops are compared): {', '.join(self.in_loops[:8])}")
+        if self.nested:
+            lines.append(f"{len(self.nested)} module(s) not compared call by call because torch ran them on nested "
+                         f"tensors (TransformerEncoder's inference fast path; the encoder's output is compared): "
+                         f"{', '.join(self.nested[:8])}")
         stage2 = f"; drift of {self.precision} checked" if self.drift_checked else ""
         what = f"{self.compared} outputs compared (float32 port vs torch{stage2}; {self.backend})"
         if self.trace_error:
@@ -250,22 +255,28 @@ def _torch_tensors(obj: Any) -> list:
     return [t for _, t in _leaves(obj, lambda o: isinstance(o, torch.Tensor))]
 
 
-def _record_torch(torch_model: Any, args: Sequence[Any]) -> tuple[list[_Call], Any]:
-    """Run the torch model with forward hooks: every submodule call in completion order, and the output.
+def _record_torch(torch_model: Any, args: Sequence[Any]) -> tuple[list[_Call], Any, set[str]]:
+    """Run the torch model with forward hooks: every submodule call in completion order, the output,
+    and the paths of modules torch ran on nested tensors (TransformerEncoder's inference fast path:
+    their padded positions hold no values, so they are not compared call by call).
     The model runs in eval mode; every module's train/eval flag is restored afterwards."""
     import torch
 
     records: list[_Call] = []
     calls: dict[str, int] = {}
+    nested: set[str] = set()
 
     def hook_for(path: str):
         def hook(module: Any, inp: Any, kwargs: Any, output: Any) -> None:
+            tensors_in, tensors_out = _torch_tensors((inp, kwargs)), _torch_tensors(output)
+            if any(t.is_nested for t in (*tensors_in, *tensors_out)):
+                nested.add(path)
+                return
             n = calls.get(path, 0)
             calls[path] = n + 1
             # clone: a later in-place op (torchvision's ReLU(inplace=True)) would overwrite it
-            grab = [t.detach().clone() for t in _torch_tensors((inp, kwargs))]
-            records.append(_Call(path, type(module).__name__, n, grab,
-                                 [t.detach().clone() for t in _torch_tensors(output)]))
+            records.append(_Call(path, type(module).__name__, n, [t.detach().clone() for t in tensors_in],
+                                 [t.detach().clone() for t in tensors_out]))
         return hook
 
     modes = [(m, m.training) for m in torch_model.modules()] if hasattr(torch_model, "modules") else []
@@ -281,7 +292,7 @@ def _record_torch(torch_model: Any, args: Sequence[Any]) -> tuple[list[_Call], A
             h.remove()
         for m, training in modes:
             m.training = training
-    return records, out
+    return records, out, nested
 
 
 # ---- names ----------------------------------------------------------------------------------------
@@ -393,7 +404,7 @@ def compare(torch_model: Any, model: Any, inputs: Any, dtype: Any = "float32", *
     names_of = _Names(name_map, prefix, ignore)
     args = feeds.to_torch(_as_tuple(inputs))
     names = list(input_names) if input_names else feeds.input_names(len(args))
-    records, torch_out = _record_torch(torch_model, [a.float() if a.is_floating_point() else a for a in args])
+    records, torch_out, nested = _record_torch(torch_model, [a.float() if a.is_floating_point() else a for a in args])
     torch_modules = {p for p, _ in torch_model.named_modules()} if hasattr(torch_model, "named_modules") else set()
     specs = [Input(n, tuple(a.shape), dtypes.name(a.dtype)) for n, a in zip(names, args)]
     named = dict(zip(names, args))
@@ -463,6 +474,8 @@ def compare(torch_model: Any, model: Any, inputs: Any, dtype: Any = "float32", *
             continue
         if tpath in torch_calls and tpath not in port_of:
             port_of[tpath] = ppath
+        elif tpath in nested:
+            report.nested.append(tpath)
         elif tpath in torch_modules:  # the original has it but never calls it (torch's MHA reads
             report.uncalled.append(tpath)  # out_proj.weight directly): nothing to compare against
         elif _produced_layers(net, ppath) and report.trace_error is None:

@@ -221,6 +221,46 @@ def test_encoder_nested_tensor_fast_path_zeroes_padding(aligned):
         assert torch.allclose(want[0, -1], theirs.norm.bias)
 
 
+def test_compare_with_an_encoder_on_torchs_nested_tensor_path():
+    """compare records no nested tensors: the layers torch ran on them are listed (not compared call
+    by call), and the encoder's output and its norm, dense again, are compared and pass."""
+    kw = dict(dim_feedforward=24, batch_first=True)
+    theirs = _randomized(torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(E, H, **kw), 2,
+                                                     norm=torch.nn.LayerNorm(E)))
+    ours = nn.TransformerEncoder(nn.TransformerEncoderLayer(E, H, **kw), 2, norm=nn.LayerNorm(E))
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+
+    class TorchWrap(torch.nn.Module):
+        def __init__(self, enc):
+            super().__init__()
+            self.enc = enc
+
+        def forward(self, x, pad):
+            return self.enc(x, src_key_padding_mask=pad)
+
+    class Wrap(nn.Module):
+        def __init__(self, enc):
+            super().__init__()
+            self.enc = enc
+
+        def forward(self, x, pad):
+            return self.enc(x, src_key_padding_mask=pad)
+
+    kpm = torch.zeros(N, S, dtype=torch.bool)
+    kpm[0, S - 3:] = True
+    report = netdef.compare(TorchWrap(theirs), Wrap(ours), (_x(N, S, E), kpm))
+    assert report.ok, str(report)
+    assert {"enc.layers.0", "enc.layers.1", "enc.layers.0.self_attn"} <= set(report.nested), report.nested
+    assert {"enc", "enc.norm"} <= {r.path for r in report.rows if r.stats is not None}
+    assert "torch ran them on nested tensors" in report.summary()
+    broken = nn.TransformerEncoder(nn.TransformerEncoderLayer(E, H, **kw), 2, norm=nn.LayerNorm(E))
+    state = {k: v.numpy() for k, v in theirs.state_dict().items()}
+    state["layers.1.linear1.weight"] = state["layers.1.linear1.weight"] * 1.05  # a mistake inside a nested-path layer
+    broken.load_state_dict(state)
+    bad = netdef.compare(TorchWrap(theirs), Wrap(broken), (_x(N, S, E), kpm))
+    assert not bad.ok and bad.first_failure.path == "enc.norm", str(bad)  # the first module torch ran densely again
+
+
 # ---- RMSNorm ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kwargs", [{}, {"eps": 1e-3}, {"elementwise_affine": False}], ids=["default", "eps", "plain"])
