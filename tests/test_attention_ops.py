@@ -174,6 +174,18 @@ def test_rotary_matches_torch(emission, dtype, interleaved, rotary_dim, position
     assert_close(got, expected, dtype)
 
 
+@pytest.mark.parametrize("emission", EMISSIONS)
+def test_rotary_tables_of_the_wrong_rank_are_refused(emission):
+    """A (S, R/2) table without position_ids would line S up with the heads (here H == S): refused."""
+    x = netdef.Input("x", (1, 5, 5, 8))
+    table = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    with F.emission(rotary=emission), pytest.raises(TraceError, match=r"cos must be \(B, S, R/2\) without"):
+        netdef.trace(lambda x: F.rotary_embedding(x, table, table), x)
+    pos = netdef.Input("pos", (1, 5), "int64")
+    with F.emission(rotary=emission), pytest.raises(TraceError, match=r"sin must be \(max_position, R/2\)"):
+        netdef.trace(lambda x, p: F.rotary_embedding(x, table, table[None], p), x, pos)
+
+
 # ---- KV cache update ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("emission", EMISSIONS)
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -200,6 +200,10 @@ def rotary_embedding(input: Tensor, cos: Tensor, sin: Tensor, position_ids: Tens
     r = d if rotary_dim in (None, 0) else int(rotary_dim)
     if d < 0 or r <= 0 or r > d or r % 2:
         net.fail(f"rotary_embedding: rotary_dim {rotary_dim} must be even and at most the head size {d}")
+    want = "(max_position, R/2) with position_ids" if position_ids is not None else "(B, S, R/2) without position_ids"
+    for name, table in (("cos", cos), ("sin", sin)):
+        if table.ndim != (2 if position_ids is not None else 3):  # a 2-D table would align S with the heads
+            net.fail(f"rotary_embedding: {name} must be {want}, got shape {tuple(table.shape)}")
     half = cos.shape[-1]
     if half >= 0 and half != r // 2:
         net.fail(f"rotary_embedding: cos/sin have {half} values per position, expected rotary_dim/2 = {r // 2}")
