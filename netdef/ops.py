@@ -206,7 +206,8 @@ def fixed_size(selected: Tensor, scores: Tensor, box_data: Tensor,
     n, c, d = box_data.shape[1], scores.shape[2], int(max_detections)
     img, cls, box = (F.unsqueeze(_column(selected, j), 1) for j in range(3))  # int32 [K, 1] each
     # selected rows come image by image: a row's slot is its row number minus the rows of earlier images
-    images = F.unsqueeze(F.arange(scores.size(0), dtype="int32"), 0)  # [1, B]
+    batch = scores.size(0)  # once: with a dynamic batch each size() adds shape and gather layers
+    images = F.unsqueeze(F.arange(batch, dtype="int32"), 0)  # [1, B]
     per_image = F.sum(F.cast(F.eq(img, images), "int32"), 0)  # [B]
     first = F.sum(F.cast(F.lt(img, images), "int32"), 0)  # [B]: rows before each image's first
     rows = F.unsqueeze(F.arange(selected.size(0), dtype="int32"), 1)  # [K, 1]
@@ -219,7 +220,7 @@ def fixed_size(selected: Tensor, scores: Tensor, box_data: Tensor,
 
     def canvas(fill: float | int, dtype: str, *tail: int) -> Tensor:
         base = F.constant(np.full((1, d + 1, *tail), fill), dtype, op="canvas")
-        return F.expand(base, scores.size(0), d + 1, *tail)
+        return F.expand(base, batch, d + 1, *tail)
 
     def place(values: Tensor, fill: Any, dtype: str, *tail: int) -> Tensor:
         full = F.scatter_nd(canvas(fill, dtype, *tail), where, F.cast(values, dtype))
